@@ -1,0 +1,210 @@
+"""Run configuration: frozen dataclasses, the one place where defaults live.
+
+A run is described by a :class:`RunConfig` made of three parts — what data, what model, how to
+train — and the whole of it is written into every checkpoint. Configs come from three places, in
+increasing priority: the defaults below, a JSON config file, command-line flags. All three go
+through :func:`from_dict`, which refuses unknown keys and wrong types with a message naming the
+field, so a typo never silently falls back to a default.
+
+The model defaults are CS231n's (`CaptioningRNN`'s own defaults); :data:`DEMO` is the preset the
+`rnncap demo` job uses on the built-in shapes dataset.
+
+This module knows field names, types and defaults. It does not know how a model is built, how data
+is read or how training runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "DEMO",
+    "from_dict", "to_dict", "load_config", "with_overrides",
+]
+
+FORMATS = ("cs231n", "karpathy", "coco", "shapes")
+CELLS = ("rnn", "lstm")
+UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
+DTYPES = ("float32", "float64")
+LEVELS = ("word", "char")
+METHODS = ("greedy", "beam")
+
+
+class ConfigError(ValueError):
+    """A config file or flag has an unknown key, a wrong type or a value out of range."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data is and how captions become token arrays."""
+
+    path: str = ".cache/rnncap/shapes"
+    format: str | None = None  # None: detect from the folder's contents
+    level: str = "word"  # 'word' or 'char' tokens
+    max_length: int | None = None  # tokens between <START> and <END>; None: the loader's default
+    min_count: int = 1  # words seen fewer times in training captions become <UNK>
+    max_train: int | None = None  # keep only this many training captions
+
+    def __post_init__(self):
+        _choice("data.format", self.format, FORMATS, allow_none=True)
+        _choice("data.level", self.level, LEVELS)
+        _positive("data.max_length", self.max_length, allow_none=True)
+        _positive("data.min_count", self.min_count)
+        _positive("data.max_train", self.max_train, allow_none=True)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """`CaptioningRNN`'s constructor arguments (CS231n's defaults)."""
+
+    cell_type: str = "rnn"
+    wordvec_dim: int = 128
+    hidden_dim: int = 128
+    image_every_step: bool = False  # beyond CS231n: the image also enters every time step
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        _choice("model.cell_type", self.cell_type, CELLS)
+        _choice("model.dtype", self.dtype, DTYPES)
+        _positive("model.wordvec_dim", self.wordvec_dim)
+        _positive("model.hidden_dim", self.hidden_dim)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the solver trains and how training is watched."""
+
+    update_rule: str = "adam"
+    learning_rate: float = 5e-3
+    lr_decay: float = 0.995
+    batch_size: int = 100
+    num_epochs: int = 10
+    grad_clip: float | None = None  # global gradient norm; None: no clipping
+    seed: int = 0  # model initialisation and minibatch order
+    val_images: int = 200  # fixed subset of val images decoded after every epoch; 0: none
+    keep_checkpoints: int = 2  # epoch checkpoints kept in the run folder
+
+    def __post_init__(self):
+        _choice("train.update_rule", self.update_rule, UPDATE_RULES)
+        _positive("train.learning_rate", self.learning_rate)
+        _positive("train.lr_decay", self.lr_decay)
+        _positive("train.batch_size", self.batch_size)
+        _positive("train.num_epochs", self.num_epochs)
+        _positive("train.grad_clip", self.grad_clip, allow_none=True)
+        _positive("train.keep_checkpoints", self.keep_checkpoints)
+        if self.val_images < 0:
+            raise ConfigError(f"train.val_images must be >= 0, got {self.val_images}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything needed to reproduce a training run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def _choice(name, value, choices, allow_none=False):
+    if value is None and allow_none:
+        return
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _positive(name, value, allow_none=False):
+    if value is None and allow_none:
+        return
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+def _check_type(name: str, value: Any, annotation: Any) -> Any:
+    """Return `value` if it fits `annotation` (int is accepted where float is expected)."""
+    options = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+    wanted = " or ".join("null" if o is type(None) else o.__name__ for o in options)
+    raise ConfigError(f"{name} must be {wanted}, got {type(value).__name__} {value!r}")
+
+
+def from_dict(cls, data: dict, where: str = "config", base=None):
+    """Build a config dataclass from a (possibly partial) dict, refusing unknown keys and bad types.
+
+    Args:
+        cls: the dataclass to build (RunConfig or one of its parts).
+        data: field values; nested dicts for the parts of a RunConfig.
+        where: a name for the source, used in error messages (a file name or "flags").
+        base: an instance whose values fill the fields `data` does not give (default: cls()).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a JSON object, got {type(data).__name__}")
+    base = base if base is not None else cls()
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+                          f"known keys are {', '.join(fields)}")
+    values = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        current = getattr(base, name)
+        if dataclasses.is_dataclass(current):
+            values[name] = from_dict(type(current), data[name], f"{where}: {name}", current)
+        else:
+            values[name] = _check_type(f"{where}: {name}", data[name], hints[name])
+    try:
+        return dataclasses.replace(base, **values)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def to_dict(config) -> dict:
+    """The config as plain JSON-able dicts."""
+    return dataclasses.asdict(config)
+
+
+def with_overrides(config: RunConfig, overrides: dict, where: str = "flags") -> RunConfig:
+    """Apply {'train': {...}, 'model': {...}, 'data': {...}} on top of `config`."""
+    return from_dict(RunConfig, overrides, where, base=config)
+
+
+def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
+    """Read a JSON config file (any subset of RunConfig's fields) on top of `base`."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid JSON: {err}") from None
+    return from_dict(RunConfig, data, f"config file {path}", base=base)
+
+
+#: The `rnncap demo` preset: an LSTM that sees the image at every step, sized so that training on
+#: the built-in shapes dataset fits the demo's time budget on 2 cores (see docs/results.md).
+DEMO = RunConfig(
+    data=DataConfig(format="shapes"),
+    model=ModelConfig(cell_type="lstm", wordvec_dim=128, hidden_dim=256, image_every_step=True),
+    train=TrainConfig(update_rule="adam", learning_rate=4e-3, lr_decay=0.9, batch_size=64,
+                      num_epochs=6, grad_clip=5.0, val_images=200),
+)

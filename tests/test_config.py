@@ -1,0 +1,59 @@
+import json
+
+import pytest
+
+from rnncap.config import (DEMO, ConfigError, RunConfig, from_dict, load_config, to_dict,
+                           with_overrides)
+
+
+def test_defaults_are_cs231n_model_defaults():
+    m = RunConfig().model
+    assert (m.cell_type, m.wordvec_dim, m.hidden_dim, m.dtype, m.image_every_step) == \
+        ("rnn", 128, 128, "float32", False)
+
+
+def test_round_trip_through_json():
+    assert from_dict(RunConfig, json.loads(json.dumps(to_dict(DEMO)))) == DEMO
+
+
+def test_overrides_keep_other_fields():
+    c = with_overrides(DEMO, {"train": {"batch_size": 8}, "model": {"cell_type": "rnn"}})
+    assert c.train.batch_size == 8 and c.model.cell_type == "rnn"
+    assert c.train.learning_rate == DEMO.train.learning_rate and c.model.hidden_dim == DEMO.model.hidden_dim
+
+
+def test_int_accepted_for_float_but_not_string_for_int():
+    assert with_overrides(DEMO, {"train": {"learning_rate": 1}}).train.learning_rate == 1.0
+    with pytest.raises(ConfigError, match=r"batch_size must be int, got str"):
+        with_overrides(DEMO, {"train": {"batch_size": "8"}})
+    with pytest.raises(ConfigError, match=r"image_every_step must be bool"):
+        with_overrides(DEMO, {"model": {"image_every_step": 1}})
+
+
+@pytest.mark.parametrize("bad, words", [
+    ({"train": {"batch_sz": 3}}, ["unknown key", "batch_sz", "batch_size"]),
+    ({"trian": {}}, ["unknown key", "trian"]),
+    ({"model": {"cell_type": "gru"}}, ["cell_type", "rnn, lstm", "gru"]),
+    ({"train": {"learning_rate": -1.0}}, ["learning_rate", "> 0"]),
+    ({"data": {"format": "csv"}}, ["format", "csv"]),
+    ({"train": 3}, ["train", "JSON object"]),
+])
+def test_bad_values_name_the_field(bad, words):
+    with pytest.raises(ConfigError) as err:
+        with_overrides(RunConfig(), bad)
+    for w in words:
+        assert w in str(err.value)
+
+
+def test_load_config_file(tmp_path):
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps({"model": {"hidden_dim": 64}}))
+    assert load_config(p).model.hidden_dim == 64
+    p.write_text("{oops")
+    with pytest.raises(ConfigError, match="c.json is not valid JSON"):
+        load_config(p)
+    p.write_text(json.dumps({"model": {"hiden_dim": 64}}))
+    with pytest.raises(ConfigError, match=r"c.json: model: unknown key\(s\) hiden_dim"):
+        load_config(p)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.json")
