@@ -21,6 +21,9 @@ emitted ``end_id`` (which is kept), every later position holds ``null_id``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import NamedTuple
+
 import numpy as np
 
 
@@ -82,3 +85,233 @@ def greedy(step, state, start_id, end_id, max_length, null_id=0):
         if done.all():
             break
     return out
+
+
+def _as_generator(rng):
+    """Accept a np.random.Generator or an int seed; never the global RNG."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+        return np.random.default_rng(int(rng))
+    raise TypeError(
+        f"rng must be a np.random.Generator or an int seed, got {type(rng).__name__}")
+
+
+def sample(step, state, start_id, end_id, max_length, rng, temperature=1.0,
+           top_k=None, null_id=0):
+    """Decode by drawing each token at random, for a batch.
+
+    The next token is drawn from ``softmax(logprobs / temperature)`` restricted
+    to the ``top_k`` most probable tokens of each row. ``temperature=0`` means
+    greedy (argmax); ``top_k=1`` is greedy too, whatever the temperature.
+    One uniform number per row and step is drawn from ``rng`` (inverse-CDF
+    sampling), so the same seed always gives the same captions.
+
+    Args:
+        step: ``step(tokens (N,), state) -> (logprobs (N, V), new_state)``.
+        state: tuple of arrays with leading axis N.
+        start_id, end_id, max_length, null_id: as in :func:`greedy`.
+        rng: ``np.random.Generator`` or an int seed.
+        temperature: > 0 flattens (>1) or sharpens (<1) the distribution; 0 is argmax.
+        top_k: keep only the k most probable tokens per step (None: all).
+
+    Returns:
+        int32 array (N, T) in :func:`greedy`'s layout.
+    """
+    n = _check_common(state, start_id, end_id, max_length)
+    rng = _as_generator(rng)
+    if not np.isfinite(temperature) or temperature < 0:
+        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
+    if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
+        raise ValueError(f"top_k must be None or an int >= 1, got {top_k!r}")
+    out = np.full((n, max_length), null_id, dtype=np.int32)
+    tokens = np.full(n, start_id, dtype=np.int64)
+    done = np.zeros(n, dtype=bool)
+    rows = np.arange(n)
+    for t in range(max_length):
+        logprobs, state = _call_step(step, tokens, state, n)
+        v = logprobs.shape[1]
+        u = rng.random(n)  # drawn every step, used or not, so streams stay aligned
+        if temperature == 0:
+            tokens = np.argmax(logprobs, axis=1)
+        else:
+            # float64 here: exp/cumsum of float32 can lose the tail of the distribution
+            logits = logprobs.astype(np.float64) / temperature  # (N, V)
+            if top_k is not None and top_k < v:
+                kth = np.partition(logits, v - top_k, axis=1)[:, v - top_k]  # (N,)
+                logits = np.where(logits >= kth[:, None], logits, -np.inf)
+            logits -= logits.max(axis=1, keepdims=True)
+            cdf = np.cumsum(np.exp(logits), axis=1)  # (N, V), unnormalised
+            target = u * cdf[:, -1]
+            tokens = np.argmax(cdf > target[:, None], axis=1)
+            # a token of probability 0 can never be drawn, even at cdf ties
+            assert np.all(np.isfinite(logits[rows, tokens]))
+        out[:, t] = np.where(done, null_id, tokens)
+        done |= tokens == end_id
+        if done.all():
+            break
+    return out
+
+
+class Hypothesis(NamedTuple):
+    """One finished caption from beam search.
+
+    Attributes:
+        tokens: int32 (L,) generated ids, ending with ``end_id`` unless the
+            caption was cut at ``max_length``; no <START>, no padding.
+        logprob: total log-probability of ``tokens`` under the model.
+        score: ``logprob / length_penalty(L)``, what the n-best list is sorted by.
+    """
+
+    tokens: np.ndarray
+    logprob: float
+    score: float
+
+
+@dataclass(frozen=True)
+class BeamResult:
+    """What :func:`beam_search` returns.
+
+    Attributes:
+        tokens: int32 (N, T), the best caption per image in :func:`greedy`'s layout,
+            so ``result.tokens`` drops in wherever greedy output is used.
+        logprobs: (N,) total log-probability of each best caption.
+        scores: (N,) length-penalised score of each best caption.
+        nbest: N lists of :class:`Hypothesis`, best first, at most ``n_best`` each.
+    """
+
+    tokens: np.ndarray
+    logprobs: np.ndarray
+    scores: np.ndarray
+    nbest: list
+
+
+def length_penalty_factor(length, alpha):
+    """GNMT length normaliser ``((5 + L) / 6) ** alpha`` (Wu et al., 2016).
+
+    A hypothesis's score is its total log-probability divided by this factor.
+    ``alpha = 0`` gives 1 (plain log-probability, which favours short
+    captions); larger alpha favours longer ones. L counts generated tokens
+    including <END>.
+    """
+    return ((5.0 + np.asarray(length, dtype=np.float64)) / 6.0) ** alpha
+
+
+def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
+                length_penalty=0.0, n_best=1, null_id=0):
+    """Batched beam search: all beams of all images advance in one step call.
+
+    The N images carry ``k = beam_size`` live beams each, so every call to
+    ``step`` sees N*k rows (row ``i*k + j`` is beam j of image i). At each
+    time step every live beam is extended by every token; per image the 2k
+    best extensions (by total log-probability, all of equal length) are kept.
+    Of these, those ending in <END> *and ranking within the first k* are moved
+    to the image's finished list (as fairseq does; this is what makes k = 1
+    exactly greedy), and the k best that do not end in <END> stay live. A
+    finished hypothesis is never extended again. At ``max_length`` the live
+    beams are finished as they are (cut, without <END>).
+
+    An image is done once it has ``n_best`` finished hypotheses and no live
+    beam can still beat the worst of them (so stopping changes no result): a live beam's log-probability only falls, so
+    with ``alpha >= 0`` its best reachable score is ``logprob / lp(max_length)``.
+    The loop stops when every image is done, or at ``max_length``.
+
+    Args:
+        step: ``step(tokens (M,), state) -> (logprobs (M, V), new_state)``; M = N*k.
+        state: tuple of arrays with leading axis N (each is repeated k times).
+        start_id, end_id, max_length, null_id: as in :func:`greedy`.
+        beam_size: k >= 1. k = 1 with ``length_penalty=0`` equals greedy.
+        length_penalty: alpha >= 0 of :func:`length_penalty_factor`.
+        n_best: how many hypotheses per image to return, 1 <= n_best <= k.
+
+    Returns:
+        BeamResult with the best caption of each image and its n-best list.
+    """
+    n = _check_common(state, start_id, end_id, max_length)
+    k = beam_size
+    if not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"beam_size must be an int >= 1, got {beam_size!r}")
+    if not isinstance(n_best, (int, np.integer)) or not 1 <= n_best <= k:
+        raise ValueError(f"n_best must be an int in [1, beam_size={k}], got {n_best!r}")
+    alpha = float(length_penalty)
+    if not np.isfinite(alpha) or alpha < 0:
+        raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty}")
+    T = int(max_length)
+    img = np.arange(n)[:, None]  # (N, 1), for fancy indexing per image
+
+    state = tuple(np.repeat(a, k, axis=0) for a in state)  # (N*k, ...)
+    tokens = np.full(n * k, start_id, dtype=np.int64)
+    live_seq = np.full((n, k, T), null_id, dtype=np.int32)
+    # Only beam 0 is real at the start; the others would duplicate it.
+    live_lp = np.full((n, k), -np.inf)
+    live_lp[:, 0] = 0.0
+    fin_seq = np.full((n, k, T), null_id, dtype=np.int32)
+    fin_lp = np.full((n, k), -np.inf)
+    fin_score = np.full((n, k), -np.inf)
+    fin_len = np.zeros((n, k), dtype=np.int64)
+    done = np.zeros(n, dtype=bool)
+
+    for t in range(T):
+        logprobs, state = _call_step(step, tokens, state, n * k)
+        v = logprobs.shape[1]
+        cand = live_lp[:, :, None] + logprobs.reshape(n, k, v)  # (N, k, V)
+        cand = cand.reshape(n, k * v)
+        m = min(2 * k, k * v)
+        top = np.argpartition(-cand, m - 1, axis=1)[:, :m]  # (N, m), unordered
+        order = np.argsort(-cand[img, top], axis=1, kind="stable")
+        top = top[img, order]  # (N, m), best first
+        top_lp = cand[img, top]
+        top_beam, top_tok = top // v, top % v
+        is_end = top_tok == end_id
+        last = t == T - 1
+
+        # Finish: <END> within the first k, or everything live at max_length.
+        rank = np.arange(m)[None, :]
+        finish = np.isfinite(top_lp) & ~done[:, None] & (rank < k) & (is_end | last)
+        if finish.any():
+            new_seq = live_seq[img, top_beam]  # (N, m, T)
+            new_seq[:, :, t] = top_tok
+            new_score = np.where(finish, top_lp / length_penalty_factor(t + 1, alpha), -np.inf)
+            all_score = np.concatenate([fin_score, new_score], axis=1)  # (N, k+m)
+            keep = np.argsort(-all_score, axis=1, kind="stable")[:, :k]
+            fin_seq = np.concatenate([fin_seq, new_seq], axis=1)[img, keep]
+            fin_lp = np.concatenate([fin_lp, np.where(finish, top_lp, -np.inf)], axis=1)[img, keep]
+            fin_len = np.concatenate([fin_len, np.full((n, m), t + 1)], axis=1)[img, keep]
+            fin_score = all_score[img, keep]
+        if last:
+            break
+
+        # Stay live: the k best extensions that do not end in <END>. There are
+        # at least k, since each of the k beams offers at most one <END>.
+        live = np.argsort(is_end, axis=1, kind="stable")[:, :k]  # (N, k)
+        src_beam = top_beam[img, live]
+        live_lp = top_lp[img, live]
+        live_seq = live_seq[img, src_beam]
+        live_seq[:, :, t] = top_tok[img, live]
+        live_lp[done] = -np.inf  # done images just idle along
+
+        # Done once the n_best-th finished score is out of every live beam's reach:
+        # nothing that could still finish would enter the returned list.
+        worst_kept = fin_score[:, n_best - 1]
+        best_reachable = live_lp.max(axis=1) / length_penalty_factor(T, alpha)
+        done |= np.isfinite(worst_kept) & (best_reachable <= worst_kept)
+        if done.all():
+            break
+        rows = (np.arange(n)[:, None] * k + src_beam).reshape(-1)  # (N*k,)
+        state = tuple(a[rows] for a in state)
+        tokens = top_tok[img, live].reshape(-1).astype(np.int64)
+
+    best = np.full((n, T), null_id, dtype=np.int32)
+    nbest = []
+    for i in range(n):
+        hyps = []
+        for j in range(min(n_best, k)):
+            if not np.isfinite(fin_score[i, j]):
+                break
+            seq = fin_seq[i, j, :fin_len[i, j]].copy()
+            hyps.append(Hypothesis(seq, float(fin_lp[i, j]), float(fin_score[i, j])))
+        if hyps:
+            best[i, :len(hyps[0].tokens)] = hyps[0].tokens
+        nbest.append(hyps)
+    return BeamResult(tokens=best, logprobs=fin_lp[:, 0].copy(),
+                      scores=fin_score[:, 0].copy(), nbest=nbest)
