@@ -44,12 +44,12 @@ class ConfigError(ValueError):
 class DataConfig:
     """Where the data is and how captions become token arrays."""
 
-    path: str = ".cache/rnncap/shapes"
-    format: str | None = None  # None: detect from the folder's contents
-    level: str = "word"  # 'word' or 'char' tokens
-    max_length: int | None = None  # tokens between <START> and <END>; None: the loader's default
-    min_count: int = 1  # words seen fewer times in training captions become <UNK>
-    max_train: int | None = None  # keep only this many training captions
+    path: str = field(default=".cache/rnncap/shapes", metadata={"help": 'data folder; for --format shapes, the cache folder the dataset is generated into'})
+    format: str | None = field(default=None, metadata={"help": 'data format; default: detect from the folder'})
+    level: str = field(default="word", metadata={"help": "caption tokens: 'word' or 'char'"})
+    max_length: int | None = field(default=None, metadata={"help": "tokens between <START> and <END>; default: the loader's (15 words, 80 characters)"})
+    min_count: int = field(default=1, metadata={"help": 'words seen fewer times in training captions become <UNK>'})
+    max_train: int | None = field(default=None, metadata={"help": 'keep only this many training captions'})
 
     def __post_init__(self):
         _choice("data.format", self.format, FORMATS, allow_none=True)
@@ -63,11 +63,11 @@ class DataConfig:
 class ModelConfig:
     """`CaptioningRNN`'s constructor arguments (CS231n's defaults)."""
 
-    cell_type: str = "rnn"
-    wordvec_dim: int = 128
-    hidden_dim: int = 128
-    image_every_step: bool = False  # beyond CS231n: the image also enters every time step
-    dtype: str = "float32"
+    cell_type: str = field(default="rnn", metadata={"help": 'recurrent cell'})
+    wordvec_dim: int = field(default=128, metadata={"help": 'word vector size W'})
+    hidden_dim: int = field(default=128, metadata={"help": 'hidden state size H'})
+    image_every_step: bool = field(default=False, metadata={"help": 'feed the image features at every time step, not only into h0 (beyond CS231n)'})
+    dtype: str = field(default="float32", metadata={"help": 'parameter and activation dtype'})
 
     def __post_init__(self):
         _choice("model.cell_type", self.cell_type, CELLS)
@@ -80,15 +80,15 @@ class ModelConfig:
 class TrainConfig:
     """How the solver trains and how training is watched."""
 
-    update_rule: str = "adam"
-    learning_rate: float = 5e-3
-    lr_decay: float = 0.995
-    batch_size: int = 100
-    num_epochs: int = 10
-    grad_clip: float | None = None  # global gradient norm; None: no clipping
-    seed: int = 0  # model initialisation and minibatch order
-    val_images: int = 200  # fixed subset of val images decoded after every epoch; 0: none
-    keep_checkpoints: int = 2  # epoch checkpoints kept in the run folder
+    update_rule: str = field(default="adam", metadata={"help": 'optimizer'})
+    learning_rate: float = field(default=5e-3, metadata={"help": 'initial learning rate'})
+    lr_decay: float = field(default=0.995, metadata={"help": 'learning rate multiplier after every epoch'})
+    batch_size: int = field(default=100, metadata={"help": 'captions per minibatch'})
+    num_epochs: int = field(default=10, metadata={"help": 'epochs of iterations_per_epoch = captions // batch_size minibatches'})
+    grad_clip: float | None = field(default=None, metadata={"help": 'clip the global gradient norm to this; default: no clipping'})
+    seed: int = field(default=0, metadata={"help": 'seed of the model initialisation and the minibatch order'})
+    val_images: int = field(default=200, metadata={"help": 'fixed subset of val images decoded and scored after every epoch; 0: none'})
+    keep_checkpoints: int = field(default=2, metadata={"help": 'epoch checkpoints kept in the run folder'})
 
     def __post_init__(self):
         _choice("train.update_rule", self.update_rule, UPDATE_RULES)

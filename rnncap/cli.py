@@ -1,0 +1,287 @@
+"""The `rnncap` command (also `python -m rnncap`): parse, dispatch, report errors plainly.
+
+    rnncap demo                      the main job on the built-in shapes dataset
+    rnncap train --data PATH --out RUN_DIR [--resume] [hyperparameters] [--config FILE]
+    rnncap caption CHECKPOINT IMAGE... [--features FILE] [--method greedy|beam]
+    rnncap evaluate CHECKPOINT --split val|test [--method greedy|beam]
+    rnncap report RUN_DIR
+
+Training flags are made from the fields of :mod:`rnncap.config`, so every hyperparameter has a flag
+of the right type and a config file and the flags can never disagree on names. A user's mistake
+(an unknown flag, a missing folder, a corrupt checkpoint, a file that is not an image) ends with
+one line naming it and exit status 1 or 2; set RNNCAP_DEBUG=1 to see the traceback instead.
+
+This module does no math and reads no files itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+import types
+import typing
+from pathlib import Path
+
+from rnncap import config as cfg
+
+__all__ = ["main", "build_parser"]
+
+# Flag names that differ from the config field names (the rest are --field-name).
+_FLAG_NAMES = {("data", "path"): "--data", ("model", "cell_type"): "--cell",
+               ("train", "learning_rate"): "--lr", ("train", "num_epochs"): "--epochs"}
+_CHOICES = {("data", "format"): cfg.FORMATS, ("data", "level"): cfg.LEVELS,
+            ("model", "cell_type"): cfg.CELLS, ("model", "dtype"): cfg.DTYPES,
+            ("train", "update_rule"): cfg.UPDATE_RULES}
+_DEMO_MARK = ".rnncap-demo"
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One typed flag per RunConfig field; unset flags stay absent (argparse.SUPPRESS)."""
+    for part in dataclasses.fields(cfg.RunConfig):
+        group = parser.add_argument_group(f"{part.name} options")
+        cls = type(getattr(cfg.RunConfig(), part.name))
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            flag = _FLAG_NAMES.get((part.name, f.name), "--" + f.name.replace("_", "-"))
+            kind = hints[f.name]
+            if isinstance(kind, types.UnionType):
+                kind = next(t for t in typing.get_args(kind) if t is not type(None))
+            kw = dict(dest=f"{part.name}.{f.name}", default=argparse.SUPPRESS,
+                      help=f.metadata.get("help", "") + f" (default: {f.default})")
+            if kind is bool:
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+            else:
+                group.add_argument(flag, type=kind, choices=_CHOICES.get((part.name, f.name)),
+                                   metavar=None if (part.name, f.name) in _CHOICES else (
+                                       "PATH" if f.name == "path" else kind.__name__.upper()),
+                                   **kw)
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    out: dict = {}
+    for key, value in vars(args).items():
+        if "." in key:
+            part, name = key.split(".", 1)
+            out.setdefault(part, {})[name] = value
+    return out
+
+
+def _decode_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--method", choices=cfg.METHODS, default="greedy", help="decoding method")
+    parser.add_argument("--beam-size", type=int, default=3, help="beam width for --method beam")
+    parser.add_argument("--length-penalty", type=float, default=0.0,
+                        help="beam search length penalty alpha (0: none)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rnncap", description="Image captioning with recurrent networks, in NumPy.")
+    p.add_argument("--version", action="version", version=f"rnncap {__import__('rnncap').__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="train and evaluate on the built-in shapes dataset, write a report",
+                       description="The main job: generate the shapes dataset (cached), extract features "
+                                   "(cached), train, evaluate on the test split, write the report.")
+    d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo; a previous demo there is replaced)")
+    d.add_argument("--cache", default=".cache/rnncap", help="dataset cache folder (default: .cache/rnncap)")
+    d.add_argument("--epochs", type=int, help=f"training epochs (default: {cfg.DEMO.train.num_epochs})")
+    d.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    t = sub.add_parser("train", help="train a captioner", description="Train a captioner; checkpoints "
+                       "every epoch and on Ctrl-C into RUN_DIR/checkpoints.")
+    t.add_argument("--out", required=True, help="run folder")
+    t.add_argument("--config", help="JSON config file (any subset of data/model/train fields)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_config_flags(t)
+
+    c = sub.add_parser("caption", help="caption image files with a checkpoint")
+    c.add_argument("checkpoint", help="checkpoint folder or run folder")
+    c.add_argument("images", nargs="*", help="image files")
+    c.add_argument("--features", help=".npy file of precomputed features, one row per image")
+    c.add_argument("--json", action="store_true", help="print JSON lines")
+    _decode_flags(c)
+
+    e = sub.add_parser("evaluate", help="score a checkpoint's captions on a split")
+    e.add_argument("checkpoint", help="checkpoint folder or run folder")
+    e.add_argument("--split", choices=("val", "test"), default="test")
+    e.add_argument("--data", help="data folder (default: the one the checkpoint was trained on)")
+    e.add_argument("--limit", type=int, help="score only the split's first N images")
+    e.add_argument("--no-meteor", action="store_true", help="skip METEOR (it starts Java)")
+    e.add_argument("--out", help="where to write the per-image results JSON "
+                                 "(default: the run folder's eval-<split>-<method>.json)")
+    _decode_flags(e)
+
+    r = sub.add_parser("report", help="write RUN_DIR/report.html")
+    r.add_argument("run_dir", help="run folder")
+    return p
+
+
+def _cmd_train(args) -> int:
+    from rnncap.run import say, train
+
+    config = cfg.load_config(args.config) if args.config else cfg.RunConfig()
+    overrides = _overrides(args)
+    if args.resume:
+        extra = {(p, k) for p, d in overrides.items() for k in d} - {("train", "num_epochs")}
+        if extra or args.config:
+            raise cfg.ConfigError("--resume continues with the checkpoint's own config; only --epochs may "
+                                  "change (got " + ", ".join(sorted(f"{p}.{k}" for p, k in extra) or ["--config"]) + ")")
+    config = cfg.with_overrides(config, overrides)
+    if not args.resume and not Path(config.data.path).exists() and config.data.format != "shapes":
+        raise FileNotFoundError(f"data folder {config.data.path} does not exist")
+    summary = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    say(f"{summary['status']}: {summary['iterations']}/{summary['num_iterations']} iterations, "
+        f"checkpoint {summary['checkpoint']}")
+    return 130 if summary["status"] == "interrupted" else 0
+
+
+def _cmd_caption(args) -> int:
+    import numpy as np
+
+    from rnncap.evaluate import DecodeOptions, decode_features
+    from rnncap.run import restore
+
+    r = restore(args.checkpoint)
+    if args.features:
+        path = Path(args.features)
+        if not path.is_file():
+            raise FileNotFoundError(f"features file {path} does not exist")
+        try:
+            feats = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as err:
+            raise ValueError(f"{path} is not a .npy array file: {err}") from None
+        names = args.images or [f"{path.name}[{i}]" for i in range(len(feats))]
+    elif args.images:
+        from rnncap.data.features import extract_files, load_extractor
+
+        if "extractor" not in r.checkpoint.dirs:
+            raise ValueError(f"checkpoint {r.checkpoint.folder} was trained on precomputed features and "
+                             f"has no feature extractor; pass --features FILE")
+        extractor = load_extractor(r.checkpoint.dirs["extractor"])
+        feats = extract_files(extractor, args.images)
+        names = args.images
+    else:
+        raise ValueError("give image files to caption, or --features FILE")
+    feats = np.asarray(feats, dtype=r.model.dtype)
+    if len(names) != len(feats):
+        raise ValueError(f"{len(names)} image names but {len(feats)} feature rows in {args.features}")
+    options = DecodeOptions(args.method, args.beam_size, args.length_penalty, r.max_length)
+    captions = r.vocab.decode_clean(decode_features(r.model, feats, options))
+    for name, caption in zip(names, captions):
+        print(json.dumps({"image": name, "caption": caption}) if args.json else f"{name}\t{caption}")
+    return 0
+
+
+def _format_scores(scores: dict) -> str:
+    head = f"{scores.get('split')} split, {scores.get('method')}, {scores.get('num_images')} images:"
+    keys = [k for k in ("truth_rate", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
+            if scores.get(k) is not None]
+    return head + "  " + "  ".join(f"{k} {scores[k]:.3f}" for k in keys)
+
+
+def _cmd_evaluate(args) -> int:
+    from rnncap.evaluate import DecodeOptions, evaluate_and_save
+    from rnncap.run import load_run_data, restore
+
+    r = restore(args.checkpoint)
+    config = r.config
+    if args.data:
+        config = cfg.with_overrides(config, {"data": {"path": args.data}})
+    data = load_run_data(config, progress=True)
+    if data["vocab"].idx_to_word != r.vocab.idx_to_word:
+        raise ValueError(f"the vocabulary of {config.data.path} differs from the checkpoint's; "
+                         f"evaluate on the data the model was trained on")
+    options = DecodeOptions(args.method, args.beam_size, args.length_penalty, r.max_length)
+    scores, out = evaluate_and_save(r, data, args.split, options, limit=args.limit,
+                                 meteor=not args.no_meteor, out=args.out)
+    print(_format_scores(scores))
+    print(f"per-image results: {out}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from rnncap.report import write_report
+
+    path = write_report(args.run_dir)
+    print(f"report: {path}")
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from rnncap.evaluate import DecodeOptions, evaluate_and_save
+    from rnncap.report import write_report
+    from rnncap.run import load_run_data, restore, say, train
+
+    t_start = time.perf_counter()
+    out = Path(args.out)
+    if out.exists():
+        if not (out / _DEMO_MARK).exists():
+            raise FileExistsError(f"{out} exists and is not a demo run folder; choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / _DEMO_MARK).write_text("written by `rnncap demo`; the next demo replaces this folder\n")
+    config = cfg.with_overrides(cfg.DEMO, {"data": {"path": str(Path(args.cache) / "shapes")}})
+    if args.epochs:
+        config = cfg.with_overrides(config, {"train": {"num_epochs": args.epochs}})
+    progress = not args.no_progress
+    say(f"[1/4] shapes dataset and features in {config.data.path} (made once, then cached)")
+    t0 = time.perf_counter()
+    data = load_run_data(config, progress)
+    data_s = time.perf_counter() - t0
+    n_img = {s: len(data[f"{s}_features"]) for s in ("train", "val", "test") if f"{s}_features" in data}
+    say(f"      {n_img} images, {len(data['train_captions'])} training captions, "
+        f"vocabulary {len(data['idx_to_word'])}, features {data['train_features'].shape[1]}-d ({data_s:.1f} s)")
+    m = config.model
+    say(f"[2/4] training a {m.cell_type.upper()} (hidden {m.hidden_dim}, image at every step: "
+        f"{m.image_every_step}) for {config.train.num_epochs} epochs")
+    summary = train(config, out, progress=progress, data=data)
+    if summary["status"] != "finished":
+        return 130
+    say(f"[3/4] evaluating on the test split")
+    r = restore(out)
+    scores, eval_path = evaluate_and_save(r, data, "test", DecodeOptions("greedy", max_length=r.max_length))
+    say(f"[4/4] writing the report")
+    timings = {"data_s": round(data_s, 1), "train_s": round(summary["timings"]["train_s"], 1),
+               "eval_s": scores["eval_s"]}
+    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    report = write_report(out)
+    total = time.perf_counter() - t_start
+    say("")
+    say("test " + _format_scores(scores))
+    say(f"done in {total:.0f} s (data {data_s:.0f} s, training {summary['timings']['train_s']:.0f} s)")
+    say(f"  run folder:  {out}")
+    say(f"  checkpoint:  {summary['checkpoint']}")
+    say(f"  metrics:     {out / 'metrics.jsonl'}")
+    say(f"  test results:{eval_path}")
+    say(f"  report:      {report}")
+    say(f"  try:         rnncap caption {out} {data['test_image_files'][0] if 'test_image_files' in data else 'IMAGE.png'}")
+    return 0
+
+
+_COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "caption": _cmd_caption,
+             "evaluate": _cmd_evaluate, "report": _cmd_report}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; return its exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if os.environ.get("RNNCAP_DEBUG"):
+        return _COMMANDS[args.command](args)
+    from rnncap.checkpoint import CheckpointError
+    from rnncap.run import TrainingError
+
+    try:
+        return _COMMANDS[args.command](args)
+    except (cfg.ConfigError, CheckpointError, TrainingError, FileNotFoundError, FileExistsError,
+            ValueError) as err:
+        print(f"rnncap {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"rnncap {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,153 @@
+"""Evaluation: decode a split's images with a model and score the captions.
+
+The glue between a model, a decoder, a vocabulary and the caption metrics: it turns features into
+token arrays through :mod:`rnncap.decode`, tokens into strings through the vocabulary, and strings
+into numbers through :mod:`rnncap.metrics`, keeping one record per image for reports.
+
+This module does not know how models are trained or stored, nor how data files are read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnncap import decode
+
+__all__ = ["DecodeOptions", "decode_features", "evaluate_split", "evaluate_and_save", "split_images"]
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How captions are decoded: 'greedy' or 'beam' (with beam_size and length_penalty)."""
+
+    method: str = "greedy"
+    beam_size: int = 3
+    length_penalty: float = 0.0
+    max_length: int = 16  # generated tokens, <END> included
+
+    def __post_init__(self):
+        if self.method not in ("greedy", "beam"):
+            raise ValueError(f"decoding method must be 'greedy' or 'beam', got {self.method!r}")
+        if self.beam_size < 1:
+            raise ValueError(f"beam size must be >= 1, got {self.beam_size}")
+
+    @property
+    def name(self) -> str:
+        """A label for reports, e.g. 'greedy' or 'beam-5'."""
+        return "greedy" if self.method == "greedy" else f"beam-{self.beam_size}"
+
+
+def decode_features(model, features: np.ndarray, options: DecodeOptions,
+                    batch_size: int = 500) -> np.ndarray:
+    """Caption token ids for image features.
+
+    Args:
+        model: anything with init_state(features), step(tokens, state) and word_to_idx.
+        features: (N, D) image features.
+        options: the decoding method.
+        batch_size: images decoded together (beam search holds beam_size times as many rows).
+    Returns:
+        int32 (N, options.max_length): first generated token first, <NULL> after <END>.
+    """
+    ids = dict(start_id=model.word_to_idx["<START>"], end_id=model.word_to_idx["<END>"],
+               null_id=model.word_to_idx["<NULL>"], max_length=options.max_length)
+    out = []
+    for lo in range(0, len(features), batch_size):
+        state = model.init_state(features[lo:lo + batch_size])
+        if options.method == "greedy":
+            out.append(decode.greedy(model.step, state, **ids))
+        else:
+            result = decode.beam_search(model.step, state, beam_size=options.beam_size,
+                                        length_penalty=options.length_penalty, **ids)
+            out.append(result.tokens)
+    if not out:
+        return np.zeros((0, options.max_length), np.int32)
+    return np.concatenate(out).astype(np.int32, copy=False)
+
+
+def split_images(data: dict, split: str, limit: int | None = None) -> np.ndarray:
+    """Indices of the split's images that have at least one caption (the first `limit` of them)."""
+    if f"{split}_features" not in data:
+        have = sorted(k[:-len("_features")] for k in data if k.endswith("_features"))
+        raise ValueError(f"the data has no '{split}' split; it has {', '.join(have) or 'none'}")
+    images = np.unique(data[f"{split}_image_idxs"])
+    return images[:limit] if limit is not None else images
+
+
+def evaluate_split(model, data: dict, vocab, split: str, options: DecodeOptions, *,
+                   limit: int | None = None, meteor: bool = True) -> tuple[dict, list[dict]]:
+    """Decode a split's images and score the captions against their references.
+
+    Args:
+        model: the captioner (see decode_features).
+        data: the data dictionary (CS231n layout plus `<split>_references` where known).
+        vocab: the Vocabulary that turns ids into strings.
+        split: 'train', 'val' or 'test'.
+        options: the decoding method.
+        limit: score only the split's first `limit` images (a fixed subset, for per-epoch checks).
+        meteor: include METEOR (slow: it starts Java); per-epoch validation leaves it out.
+    Returns:
+        (scores, records): the metric values with split, method and number of images, and one
+        record per image (index, file, caption, references, truth verdict where known).
+    """
+    from rnncap import metrics
+
+    images = split_images(data, split, limit)
+    tokens = decode_features(model, data[f"{split}_features"][images], options)
+    captions = vocab.decode_clean(tokens)
+    references = _references(data, vocab, split, images)
+    truths = None
+    if f"{split}_truth" in data:
+        truths = [data[f"{split}_truth"][i] for i in images]
+    scores = metrics.evaluate_captions(captions, references, split=split, method=options.name,
+                                       truths=truths, meteor=meteor)
+    files = data.get(f"{split}_image_files")
+    records = []
+    for k, i in enumerate(images):
+        rec = {"image": int(i), "caption": captions[k], "references": references[k]}
+        if files is not None:
+            rec["file"] = str(files[i])
+        if truths is not None:
+            rec["true"] = bool(metrics.caption_is_true(captions[k], truths[k]))
+        records.append(rec)
+    return scores, records
+
+
+def _references(data, vocab, split, images):
+    """Raw reference strings per image; decoded from the caption arrays when the loader had none."""
+    if f"{split}_references" in data:
+        refs = data[f"{split}_references"]
+        return [list(refs[i]) for i in images]
+    by_image: dict[int, list[str]] = {int(i): [] for i in images}
+    idxs = data[f"{split}_image_idxs"]
+    wanted = np.isin(idxs, images)
+    for row, i in zip(data[f"{split}_captions"][wanted], idxs[wanted]):
+        by_image[int(i)].append(vocab.decode_clean(row[None])[0])
+    return [by_image[int(i)] for i in images]
+
+
+def evaluate_and_save(restored, data: dict, split: str, options: DecodeOptions, *,
+                      limit: int | None = None, meteor: bool = True, out=None) -> tuple[dict, Path]:
+    """Evaluate a restored checkpoint (rnncap.run.Restored) and write the per-image results JSON.
+
+    The file goes to `out`, or else to the run folder as eval-<split>-<method>.json; it holds the
+    checkpoint path, the scores (with the evaluation's wall time) and the per-image records.
+    """
+    t0 = time.perf_counter()
+    scores, records = evaluate_split(restored.model, data, restored.vocab, split, options,
+                                     limit=limit, meteor=meteor)
+    scores = dict(scores, eval_s=round(time.perf_counter() - t0, 3))
+    if out is None:
+        out = restored.checkpoint.folder.parent.parent / f"eval-{split}-{options.name}.json"
+    tmp = Path(f"{out}.tmp")
+    tmp.write_text(json.dumps({"checkpoint": str(restored.checkpoint.folder), "scores": scores,
+                               "images": records}, indent=1))
+    os.replace(tmp, out)
+    return scores, Path(out)
