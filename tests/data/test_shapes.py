@@ -1,0 +1,108 @@
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rnncap.data.shapes import (COLOURS, make_captions, prepare_shapes, render,
+                                sample_scene)
+from rnncap.data.truth import check_caption
+
+SMALL = dict(num_train=12, num_val=4, num_test=4, progress=False)
+
+
+def digest(folder):
+    h = hashlib.sha256()
+    for p in sorted(folder.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(folder)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_same_seed_gives_byte_identical_files(tmp_path):
+    a = prepare_shapes(tmp_path / "a", seed=3, **SMALL)
+    b = prepare_shapes(tmp_path / "b", seed=3, **SMALL)
+    assert a.name == b.name
+    assert digest(a) == digest(b)
+    c = prepare_shapes(tmp_path / "a", seed=4, **SMALL)
+    assert c != a and digest(c) != digest(a)
+
+
+def test_parameters_key_the_folder_and_cache_is_reused(tmp_path):
+    a = prepare_shapes(tmp_path, seed=0, **SMALL)
+    mtime = (a / "dataset.json").stat().st_mtime_ns
+    assert prepare_shapes(tmp_path, seed=0, **SMALL) == a
+    assert (a / "dataset.json").stat().st_mtime_ns == mtime  # not regenerated
+    b = prepare_shapes(tmp_path, seed=0, image_size=48, **SMALL)
+    assert b != a
+    # no temporary folder is left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([a.name, b.name])
+
+
+def test_partial_dataset_is_never_taken_as_complete(tmp_path):
+    a = prepare_shapes(tmp_path / "x", seed=0, **SMALL)
+    # simulate a crash: a folder with the final name but no dataset.json
+    target = tmp_path / "y" / a.name
+    (target / "images").mkdir(parents=True)
+    with pytest.raises(FileExistsError, match="no dataset.json"):
+        prepare_shapes(tmp_path / "y", seed=0, **SMALL)
+    assert not (target / "dataset.json").exists()
+
+
+def test_dataset_json_is_karpathy_format_with_truth(tmp_path):
+    folder = prepare_shapes(tmp_path, seed=1, min_objects=1, max_objects=3, **SMALL)
+    d = json.loads((folder / "dataset.json").read_text())
+    imgs = d["images"]
+    assert [im["split"] for im in imgs].count("train") == 12
+    assert [im["split"] for im in imgs].count("test") == 4
+    sentids = [s["sentid"] for im in imgs for s in im["sentences"]]
+    assert sentids == list(range(len(sentids)))
+    for im in imgs:
+        assert 1 <= len(im["objects"]) <= 3
+        assert len(im["sentences"]) >= 5 and len({s["raw"] for s in im["sentences"]}) >= 5
+        for s in im["sentences"]:
+            assert s["imgid"] == im["imgid"] and s["tokens"] == s["raw"].replace(",", "").split()
+            ok, why = check_caption(s["raw"], im["objects"])
+            assert ok, (s["raw"], im["objects"], why)
+        pixels = np.asarray(Image.open(folder / im["filepath"] / im["filename"]))
+        assert pixels.shape == (64, 64, 3) and pixels.dtype == np.uint8
+        for o in im["objects"]:  # the pixel at each object's centre has its colour
+            got = pixels[int(o["y"]), int(o["x"])]
+            np.testing.assert_array_equal(got, COLOURS[o["colour"]])
+
+
+def test_empty_cells_show_background_and_objects_stay_inside():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        bg, objects = sample_scene(rng, 64, 1, 4)
+        px = render(objects, bg, 64)
+        used = {(o["row"], o["col"]) for o in objects}
+        assert len(used) == len(objects)  # one object per cell
+        for r in range(3):
+            for c in range(3):
+                if (r, c) not in used:
+                    block = px[r * 21 + 3:(r + 1) * 21 - 3, c * 21 + 3:(c + 1) * 21 - 3]
+                    assert (block == bg).all()
+
+
+def test_captions_vary_and_use_relations_and_counts():
+    rng = np.random.default_rng(5)
+    text = []
+    for _ in range(200):
+        _, objects = sample_scene(rng, 64, 1, 2)
+        text += make_captions(objects, rng)
+    joined = " | ".join(text)
+    for phrase in ("to the left of", "above", "below", "to the right of", "there are two",
+                   "big", "little", "violet", "picture", "that is", "in the center"):
+        assert phrase in joined, phrase
+    with pytest.raises(ValueError, match=">= 5"):
+        make_captions(objects, rng, n=3)
+
+
+def test_bad_parameters_are_rejected(tmp_path):
+    with pytest.raises(ValueError, match="min_objects"):
+        prepare_shapes(tmp_path, min_objects=3, max_objects=2, progress=False)
+    with pytest.raises(ValueError, match="num_val"):
+        prepare_shapes(tmp_path, num_val=-1, progress=False)
