@@ -1,0 +1,334 @@
+"""CaptioningRNN: the CS231n image-captioning network, vanilla RNN or LSTM.
+
+    features (N, D) --W_proj, b_proj--> h0 (N, H)
+    captions[:, :-1] --W_embed--> x (N, T, W) --Wx, b--> input pre-activation (N, T, H')
+    recurrence(h0, Wh) -> h (N, T, H) --W_vocab, b_vocab--> scores (N, T, V)
+    softmax cross-entropy against captions[:, 1:], <NULL> targets masked
+
+H' is H for the RNN and 4H for the LSTM (gates i, f, o, g). With `image_every_step`
+(beyond CS231n) the image also enters every step: features W_img (N, H') is added to
+the input pre-activation of every step; it is computed once per batch, not per step.
+
+Training uses `loss()`, which runs whole sequences (one Python loop, over time, inside
+the recurrence). Decoding uses `init_state()` and `step()`, so greedy, sampling and beam
+search (rnncap.decode) never need to know the cell type: the state is a tuple of arrays
+whose leading axis is the batch, and a decoder may reorder it by fancy indexing.
+
+This module knows the layers and the vocabulary's special ids (<NULL>, <START>, <END>).
+It does not know files, checkpoints, optimizers or how captions are turned into text.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+
+from rnncap.layers import (
+    affine_backward,
+    affine_forward,
+    log_softmax,
+    lstm_recurrence_backward,
+    lstm_recurrence_forward,
+    lstm_step_forward,
+    rnn_recurrence_backward,
+    rnn_recurrence_forward,
+    rnn_step_forward,
+    temporal_affine_backward,
+    temporal_affine_forward,
+    temporal_softmax_loss,
+    word_embedding_backward,
+    word_embedding_forward,
+)
+
+CELL_TYPES = ("rnn", "lstm")
+_GATES = {"rnn": 1, "lstm": 4}
+_RECURRENCE = {
+    "rnn": (rnn_recurrence_forward, rnn_recurrence_backward),
+    "lstm": (lstm_recurrence_forward, lstm_recurrence_backward),
+}
+SPECIAL_TOKENS = ("<NULL>", "<START>", "<END>")
+
+
+def _as_float_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype must be float32 or float64 (a numpy type or its name); got {dtype!r}")
+    return dt
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    return int(value)
+
+
+def _check_vocabulary(word_to_idx):
+    if not isinstance(word_to_idx, Mapping):
+        raise ValueError(f"word_to_idx must be a dict word -> id; got {type(word_to_idx).__name__}")
+    missing = [w for w in SPECIAL_TOKENS if w not in word_to_idx]
+    if missing:
+        raise ValueError(f"word_to_idx must contain {', '.join(SPECIAL_TOKENS)}; missing {', '.join(missing)}")
+    ids = sorted(word_to_idx.values())
+    if ids != list(range(len(ids))):
+        raise ValueError(f"word_to_idx ids must be exactly 0..{len(ids) - 1}, each used once")
+
+
+class CaptioningRNN:
+    """CS231n's captioning RNN, with a decoding interface and input checks.
+
+    Attributes:
+        params: plain dict name -> array, read on every call (assigning a new array to
+            a key takes effect). Keys W_embed (V, W), W_proj (D, H), b_proj (H,),
+            Wx (W, H'), Wh (H, H'), b (H',), W_vocab (H, V), b_vocab (V,), and W_img
+            (D, H') only with image_every_step; H' = H (rnn) or 4H (lstm).
+        word_to_idx: the vocabulary, word -> id.
+        idx_to_word: list, id -> word.
+        cell_type: 'rnn' or 'lstm'.
+        dtype: np.dtype of every parameter, activation and gradient.
+        image_every_step: whether the image enters every step (beyond CS231n).
+    """
+
+    def __init__(
+        self,
+        word_to_idx,
+        input_dim=512,
+        wordvec_dim=128,
+        hidden_dim=128,
+        cell_type="rnn",
+        dtype=np.float32,
+        seed=None,
+        image_every_step=False,
+    ):
+        """Builds the parameters, initialised as CS231n does.
+
+        W_embed ~ N(0, 1) / 100; every other weight matrix ~ N(0, 1) / sqrt(fan_in);
+        biases 0. Values are drawn in float64 and then cast, so one seed gives the same
+        network (up to rounding) in float32 and float64.
+
+        Args:
+            word_to_idx: dict word -> id, ids exactly 0..V-1, containing <NULL>,
+                <START> and <END>.
+            input_dim: image feature size D.
+            wordvec_dim: word vector size W.
+            hidden_dim: hidden state size H.
+            cell_type: 'rnn' or 'lstm'.
+            dtype: np.float32 / np.float64 or 'float32' / 'float64'.
+            seed: None, an int or a np.random.Generator for the initialisation.
+            image_every_step: also add features W_img to every step's input.
+
+        Raises:
+            ValueError: bad cell_type, dtype, sizes or vocabulary.
+        """
+        if cell_type not in CELL_TYPES:
+            raise ValueError(f"cell_type must be one of {', '.join(CELL_TYPES)}; got {cell_type!r}")
+        _check_vocabulary(word_to_idx)
+        self.cell_type = cell_type
+        self.dtype = _as_float_dtype(dtype)
+        self.image_every_step = bool(image_every_step)
+        self.word_to_idx = dict(word_to_idx)
+        self.idx_to_word = [None] * len(word_to_idx)
+        for word, i in word_to_idx.items():
+            self.idx_to_word[i] = word
+        self._null = int(word_to_idx["<NULL>"])
+        self._start = int(word_to_idx["<START>"])
+        self._end = int(word_to_idx["<END>"])
+        D = self.input_dim = _positive_int("input_dim", input_dim)
+        W = self.wordvec_dim = _positive_int("wordvec_dim", wordvec_dim)
+        H = self.hidden_dim = _positive_int("hidden_dim", hidden_dim)
+        V = len(word_to_idx)
+        G = _GATES[cell_type] * H  # H' = width of the recurrent pre-activation
+
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        p = {}
+        p["W_embed"] = rng.standard_normal((V, W)) / 100
+        p["W_proj"] = rng.standard_normal((D, H)) / math.sqrt(D)
+        p["b_proj"] = np.zeros(H)
+        p["Wx"] = rng.standard_normal((W, G)) / math.sqrt(W)
+        p["Wh"] = rng.standard_normal((H, G)) / math.sqrt(H)
+        p["b"] = np.zeros(G)
+        p["W_vocab"] = rng.standard_normal((H, V)) / math.sqrt(H)
+        p["b_vocab"] = np.zeros(V)
+        if self.image_every_step:  # drawn last: the other parameters do not depend on it
+            p["W_img"] = rng.standard_normal((D, G)) / math.sqrt(D)
+        self.params = {k: v.astype(self.dtype) for k, v in p.items()}
+
+    @property
+    def config(self):
+        """JSON-serialisable constructor arguments: CaptioningRNN(word_to_idx, **config)
+        rebuilds a model with the same parameter shapes and dtypes."""
+        return {
+            "input_dim": self.input_dim,
+            "wordvec_dim": self.wordvec_dim,
+            "hidden_dim": self.hidden_dim,
+            "cell_type": self.cell_type,
+            "dtype": self.dtype.name,
+            "image_every_step": self.image_every_step,
+        }
+
+    # ------------------------------------------------------------------ input checks
+
+    def _check_features(self, features):
+        """Returns features (N, D) in the model's dtype, or raises ValueError."""
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[1] != self.input_dim:
+            raise ValueError(f"features must have shape (N, {self.input_dim}); got {features.shape}")
+        if not np.issubdtype(features.dtype, np.floating):
+            raise ValueError(f"features must be floating point; got dtype {features.dtype}")
+        features = features.astype(self.dtype, copy=False)
+        if not np.isfinite(features).all():
+            raise ValueError("features must be finite; got NaN or inf")
+        return features
+
+    def _check_ids(self, name, ids):
+        if not np.issubdtype(ids.dtype, np.integer):
+            raise ValueError(f"{name} must hold integer token ids; got dtype {ids.dtype}")
+        V = len(self.idx_to_word)
+        if ids.size and (ids.min() < 0 or ids.max() >= V):
+            raise ValueError(f"{name} must hold ids in [0, {V}); got values in [{ids.min()}, {ids.max()}]")
+
+    def _check_captions(self, captions, N):
+        captions = np.asarray(captions)
+        if captions.ndim != 2 or captions.shape[1] < 2:
+            raise ValueError(f"captions must have shape (N, T) with T >= 2; got {captions.shape}")
+        if captions.shape[0] != N:
+            raise ValueError(f"captions and features must have the same N; got {captions.shape[0]} and {N}")
+        self._check_ids("captions", captions)
+        return captions
+
+    # ------------------------------------------------------------------ training
+
+    def loss(self, features, captions):
+        """Training loss and gradients for a minibatch (teacher forcing).
+
+        captions[:, :-1] are the inputs and captions[:, 1:] the targets; targets equal to
+        <NULL> are masked. The loss is summed over unmasked targets and divided by N.
+
+        Args:
+            features: image features, shape (N, D), floating point (cast to the model's
+                dtype).
+            captions: integer token ids, shape (N, T + 1).
+
+        Returns:
+            (loss, grads): loss is a Python float; grads has exactly the keys, shapes and
+            dtypes of `params`.
+
+        Raises:
+            ValueError: features or captions of the wrong shape or dtype, a batch size
+                mismatch, ids outside the vocabulary, non-finite features.
+        """
+        features = self._check_features(features)
+        captions = self._check_captions(captions, features.shape[0])
+        p = self.params
+        rec_forward, rec_backward = _RECURRENCE[self.cell_type]
+        captions_in, captions_out = captions[:, :-1], captions[:, 1:]
+        mask = captions_out != self._null  # (N, T)
+
+        h0, proj_cache = affine_forward(features, p["W_proj"], p["b_proj"])  # (N, H)
+        x, embed_cache = word_embedding_forward(captions_in, p["W_embed"])  # (N, T, W)
+        a_x, in_cache = temporal_affine_forward(x, p["Wx"], p["b"])  # (N, T, H'), all steps
+        if self.image_every_step:
+            a_x += (features @ p["W_img"])[:, None, :]  # once per batch, broadcast over T
+        h, rec_cache = rec_forward(a_x, h0, p["Wh"])  # (N, T, H): the only loop over time
+        scores, out_cache = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, T, V)
+        loss, dscores = temporal_softmax_loss(scores, captions_out, mask)
+
+        grads = {}
+        dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, out_cache)
+        da_x, dh0, grads["Wh"] = rec_backward(dh, rec_cache)
+        dx, grads["Wx"], grads["b"] = temporal_affine_backward(da_x, in_cache)
+        if self.image_every_step:
+            grads["W_img"] = features.T @ da_x.sum(axis=1)  # (D, H'): summed over time
+        grads["W_embed"] = word_embedding_backward(dx, embed_cache)
+        _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, proj_cache)
+        return loss, {k: grads[k] for k in p}
+
+    # ------------------------------------------------------------------ decoding
+
+    def init_state(self, features):
+        """The recurrent state before the first word, for `step()`.
+
+        Args:
+            features: image features, shape (N, D).
+
+        Returns:
+            Tuple of arrays, each with leading axis N: (h,) for rnn, (h, c) for lstm,
+            followed by the image term features W_img (N, H') when image_every_step.
+        """
+        features = self._check_features(features)
+        p = self.params
+        h0 = features @ p["W_proj"] + p["b_proj"]  # (N, H)
+        state = (h0,) if self.cell_type == "rnn" else (h0, np.zeros_like(h0))
+        if self.image_every_step:
+            state += (features @ p["W_img"],)  # (N, H')
+        return state
+
+    def _check_state(self, state):
+        n_arrays = (1 if self.cell_type == "rnn" else 2) + self.image_every_step
+        if not isinstance(state, tuple) or len(state) != n_arrays:
+            raise ValueError(
+                f"state must be the tuple of {n_arrays} arrays made by init_state(); got "
+                f"{type(state).__name__} of length {len(state) if isinstance(state, tuple) else '?'}"
+            )
+        N = state[0].shape[0]
+        if any(s.shape[0] != N for s in state):
+            raise ValueError(f"every state array must have the same leading axis N; got {[s.shape for s in state]}")
+        return N
+
+    def step(self, tokens, state):
+        """Feeds one token per row and returns next-token log-probabilities.
+
+        Pure: the state passed in is never modified.
+
+        Args:
+            tokens: integer ids, shape (N,).
+            state: tuple from `init_state()` or a previous `step()`.
+
+        Returns:
+            (logprobs, new_state): logprobs (N, V) in the model's dtype, the log-softmax
+            of the output scores; new_state has the structure of `state`.
+        """
+        N = self._check_state(state)
+        tokens = np.asarray(tokens)
+        if tokens.shape != (N,):
+            raise ValueError(f"tokens must have shape ({N},) to match the state; got {tokens.shape}")
+        self._check_ids("tokens", tokens)
+        p = self.params
+        x = p["W_embed"][tokens]  # (N, W)
+        b = p["b"] + state[-1] if self.image_every_step else p["b"]  # (N, H') or (H',)
+        if self.cell_type == "rnn":
+            h, _ = rnn_step_forward(x, state[0], p["Wx"], p["Wh"], b)
+            new_state = (h,)
+        else:
+            h, c, _ = lstm_step_forward(x, state[0], state[1], p["Wx"], p["Wh"], b)
+            new_state = (h, c)
+        if self.image_every_step:
+            new_state += (state[-1],)
+        logprobs = log_softmax(h @ p["W_vocab"] + p["b_vocab"])  # (N, V)
+        return logprobs, new_state
+
+    def sample(self, features, max_length=30):
+        """Greedy captions for a batch of images (CS231n's test-time sampling).
+
+        Args:
+            features: image features, shape (N, D).
+            max_length: number of generated tokens T.
+
+        Returns:
+            int32 array (N, T): the first column is the first generated word (not
+            <START>); <END> is kept and every position after it is <NULL>.
+        """
+        from rnncap.decode import greedy
+
+        return greedy(
+            self.step,
+            self.init_state(features),
+            start_id=self._start,
+            end_id=self._end,
+            max_length=max_length,
+            null_id=self._null,
+        )
