@@ -254,14 +254,24 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
     for t in range(T):
         logprobs, state = _call_step(step, tokens, state, n * k)
         v = logprobs.shape[1]
-        cand = live_lp[:, :, None] + logprobs.reshape(n, k, v)  # (N, k, V)
-        cand = cand.reshape(n, k * v)
+        # The image's best 2k extensions are among each beam's own best 2k tokens,
+        # and adding a beam's log-probability does not reorder its row: select per
+        # row first (one argpartition over the float32 logprobs), then rank the
+        # few survivors exactly.
+        per_row = min(2 * k, v)
+        if per_row < v:
+            part = np.argpartition(logprobs, v - per_row, axis=1)[:, v - per_row:]  # (N*k, 2k)
+        else:
+            part = np.broadcast_to(np.arange(v), (n * k, v))
+        cand_lp = live_lp.reshape(-1, 1) + np.take_along_axis(logprobs, part, axis=1)
+        cand_lp = cand_lp.reshape(n, k * per_row)
+        cand_tok = part.reshape(n, k * per_row)
+        cand_beam = np.broadcast_to(np.repeat(np.arange(k), per_row), (n, k * per_row))
         m = min(2 * k, k * v)
-        top = np.argpartition(-cand, m - 1, axis=1)[:, :m]  # (N, m), unordered
-        order = np.argsort(-cand[img, top], axis=1, kind="stable")
-        top = top[img, order]  # (N, m), best first
-        top_lp = cand[img, top]
-        top_beam, top_tok = top // v, top % v
+        # best first; ties go to the lower (beam, token), as np.argmax does in greedy
+        order = np.lexsort((cand_beam * v + cand_tok, -cand_lp), axis=1)[:, :m]  # (N, m)
+        top_lp = cand_lp[img, order]
+        top_beam, top_tok = cand_beam[img, order], cand_tok[img, order]
         is_end = top_tok == end_id
         last = t == T - 1
 
