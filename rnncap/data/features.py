@@ -1,0 +1,363 @@
+"""Image files -> float32 feature vectors, from pixels only.
+
+CS231n fed its captioner VGG-16 fc7 activations reduced by PCA to 512
+dimensions. rnncap's built-in extractor follows the same recipe with no
+pretrained network and no dependency beyond NumPy and Pillow:
+
+1. resize to ``image_size`` x ``image_size`` RGB, scale to [-1, 1];
+2. convolve with ``num_filters`` fixed random filters (seeded; half of them
+   zero-mean, which respond to edges and corners, half not, which respond to
+   colour), stride ``stride``, and keep both rectified halves ReLU(z), ReLU(-z);
+3. pool each channel over the cells of a ``grid`` x ``grid`` grid, by mean
+   and by max (the grid keeps *where* things are, the max keeps small objects
+   from being averaged away; whole-image pooling would add nothing a linear
+   map of the cell means cannot make);
+4. PCA fitted on the training split to ``pca_dim`` dimensions, scaled by one
+   number so the average feature variance is 1.
+
+Everything that defines the mapping (filters, PCA mean and components, the
+scale, the options) is saved as ``extractor.json`` + ``arrays.npz`` (no
+pickle), so a trained model can caption a new image file later.
+
+Extractors are pluggable: a class with ``name``, ``dim``, ``extract(images)``,
+``save(folder)`` and a ``from_saved(spec, arrays)`` classmethod, registered
+with ``@register_extractor``, can be made by name and loaded from a folder —
+the place for a pretrained CNN backbone later.
+
+This module does NOT know captions, vocabularies, the shapes generator's
+ground truth, or any data format; it sees pixels and file paths.
+"""
+
+import json
+import os
+import shutil
+
+import numpy as np
+
+SPEC_FILE = "extractor.json"
+ARRAYS_FILE = "arrays.npz"
+_REGISTRY = {}
+
+
+def register_extractor(cls):
+    """Class decorator: make an extractor class available by its ``name``."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def make_extractor(name="randconv", **options):
+    """A new (unfitted) extractor by registry name."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown feature extractor {name!r}; known: {sorted(_REGISTRY)}")
+    return _REGISTRY[name](**options)
+
+
+def load_extractor(folder):
+    """Load an extractor saved with ``save(folder)``.
+
+    Raises:
+        FileNotFoundError / ValueError naming the folder and what is wrong.
+    """
+    folder = os.fspath(folder)
+    spec_path = os.path.join(folder, SPEC_FILE)
+    arrays_path = os.path.join(folder, ARRAYS_FILE)
+    for p in (spec_path, arrays_path):
+        if not os.path.isfile(p):
+            raise FileNotFoundError(f"feature extractor file not found: {p}")
+    with open(spec_path, encoding="utf-8") as f:
+        try:
+            spec = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{spec_path}: not valid JSON ({e})") from None
+    name = spec.get("name")
+    if name not in _REGISTRY:
+        raise ValueError(f"{spec_path}: unknown extractor name {name!r}; known: {sorted(_REGISTRY)}")
+    with np.load(arrays_path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return _REGISTRY[name].from_saved(spec, arrays, source=folder)
+
+
+def _save_folder(folder, spec, arrays):
+    """Write spec + arrays into ``folder`` atomically (temp folder, then rename)."""
+    folder = os.fspath(folder).rstrip(os.sep)
+    parent = os.path.dirname(folder) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = f"{folder}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    with open(os.path.join(tmp, SPEC_FILE), "w", encoding="utf-8") as f:
+        json.dump(spec, f, sort_keys=True, indent=1)
+    np.savez(os.path.join(tmp, ARRAYS_FILE), **arrays)
+    if os.path.isdir(folder):
+        old = f"{folder}.old-{os.getpid()}"
+        os.rename(folder, old)
+        os.rename(tmp, folder)
+        shutil.rmtree(old)
+    else:
+        os.rename(tmp, folder)
+
+
+# ------------------------------------------------------------------ images
+
+def load_image(path, size):
+    """Read any image file as uint8 RGB (size, size, 3).
+
+    Grayscale is repeated over the channels; transparency is composited over
+    white; palette and 16-bit images are converted.
+
+    Raises:
+        FileNotFoundError, or ValueError naming the file if it is not an image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+                rgba = im.convert("RGBA")
+                im = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+                im.alpha_composite(rgba)
+            elif im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                a = np.asarray(im, dtype=np.float64)
+                lo, hi = float(a.min()), float(a.max())
+                a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
+                im = Image.fromarray(a.astype(np.uint8))
+            im = im.convert("RGB")
+            if im.size != (size, size):
+                im = im.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(im, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ValueError(f"{path}: cannot be read as an image ({e})") from None
+
+
+def resize_batch(images, size):
+    """uint8 (N, H, W, C) with C in {1, 3, 4} -> uint8 (N, size, size, 3)."""
+    from PIL import Image
+
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"images must have shape (N, H, W, 3) (or 1/4 channels), got {images.shape}")
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 in [0, 255], got dtype {images.dtype}")
+    if images.shape[-1] == 1:
+        images = np.repeat(images, 3, axis=-1)
+    elif images.shape[-1] == 4:
+        alpha = images[..., 3:].astype(np.float32) / 255
+        images = (images[..., :3] * alpha + 255 * (1 - alpha)).round().astype(np.uint8)
+    if images.shape[1:3] == (size, size):
+        return images
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.Resampling.BILINEAR))
+                     for im in images])
+
+
+def _batches(n, batch_size, progress, desc):
+    starts = range(0, n, batch_size)
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=n, desc=desc, unit="img")
+        for s in starts:
+            yield s
+            bar.update(min(batch_size, n - s))
+        bar.close()
+    else:
+        yield from starts
+
+
+def extract_files(extractor, paths, batch_size=256, progress=False, raw=False):
+    """Features of image files, in batches.
+
+    Args:
+        extractor: a (fitted) extractor.
+        paths: list of N image paths (any size, RGB/grayscale/RGBA).
+        batch_size: images decoded and processed at once.
+        progress: show a tqdm bar.
+        raw: return the extractor's pre-PCA features (``raw_features``), used
+            to fit the PCA.
+
+    Returns:
+        float32 (N, D).
+    """
+    paths = [os.fspath(p) for p in paths]
+    size = extractor.image_size
+    dim = extractor.raw_dim if raw else extractor.dim
+    out = np.empty((len(paths), dim), dtype=np.float32)
+    for s in _batches(len(paths), batch_size, progress, f"features ({extractor.name})"):
+        images = np.stack([load_image(p, size) for p in paths[s:s + batch_size]])
+        out[s:s + len(images)] = extractor.raw_features(images) if raw else extractor.extract(images)
+    return out
+
+
+# --------------------------------------------------------------- extractor
+
+@register_extractor
+class RandomConvExtractor:
+    """Fixed random convolution filters + grid pooling + PCA (see module docstring).
+
+    Attributes:
+        dim: D, the output size (``pca_dim``).
+        raw_dim: the pooled feature size before PCA.
+    """
+
+    name = "randconv"
+
+    def __init__(self, *, image_size=64, num_filters=64, filter_size=5, stride=2, grid=3,
+                 pca_dim=512, seed=0):
+        if image_size < filter_size + stride:
+            raise ValueError(f"image_size {image_size} too small for filter_size {filter_size}")
+        self.options = {"image_size": int(image_size), "num_filters": int(num_filters),
+                        "filter_size": int(filter_size), "stride": int(stride),
+                        "grid": int(grid), "pca_dim": int(pca_dim), "seed": int(seed)}
+        self.image_size = image_size
+        rng = np.random.default_rng(seed)
+        k, K = filter_size, num_filters
+        w = rng.standard_normal((k * k * 3, K))  # (k*k*3, K)
+        half = K // 2
+        # zero-mean filters see edges/corners, whatever the colour
+        per_channel = w[:, :half].reshape(k * k, 3, half)
+        w[:, :half] = (per_channel - per_channel.mean(axis=0, keepdims=True)).reshape(-1, half)
+        w /= np.linalg.norm(w, axis=0, keepdims=True)
+        self.filters = w.astype(np.float32)
+        n_pos = (image_size - filter_size) // stride + 1
+        if n_pos < grid:
+            raise ValueError(f"grid {grid} is finer than the {n_pos}x{n_pos} response map")
+        self.raw_dim = grid * grid * K * 4  # cells x filters x (+/-) x (mean, max)
+        self.dim = int(pca_dim)
+        if self.dim > self.raw_dim:
+            raise ValueError(f"pca_dim {pca_dim} exceeds the raw feature size {self.raw_dim}")
+        self.mean = self.components = None
+        self.scale = 1.0
+
+    @property
+    def fitted(self):
+        return self.components is not None
+
+    def raw_features(self, images):
+        """uint8 (N, H, W, 3) -> float32 (N, raw_dim), before PCA."""
+        o = self.options
+        k, st, g = o["filter_size"], o["stride"], o["grid"]
+        x = resize_batch(images, self.image_size).astype(np.float32) / 127.5 - 1.0  # (N, S, S, 3)
+        N = x.shape[0]
+        win = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(1, 2))[:, ::st, ::st]
+        P = win.shape[1]  # win: (N, P, P, 3, k, k)
+        cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(N * P * P, k * k * 3)
+        z = (cols @ self.filters).reshape(N, P, P, -1)  # (N, P, P, K)
+        # Crop the response map to a multiple of the grid (at most g-1 border
+        # positions go), so each cell is a reshape, not a Python loop.
+        c = P // g
+        z = z[:, :c * g, :c * g].reshape(N, g, c, g, c, -1)  # (N, g, c, g, c, K)
+        # Pool ReLU(z) and ReLU(-z) without materialising both: per cell,
+        # mean ReLU(-z) = mean ReLU(z) - mean z, max ReLU(-z) = ReLU(-min z).
+        pos_mean = np.maximum(z, 0).mean(axis=(2, 4))  # (N, g, g, K)
+        pooled = [pos_mean, pos_mean - z.mean(axis=(2, 4)),
+                  np.maximum(z.max(axis=(2, 4)), 0), np.maximum(-z.min(axis=(2, 4)), 0)]
+        return np.stack(pooled, axis=-1).reshape(N, -1).astype(np.float32)  # (N, raw_dim)
+
+    def fit(self, raw):
+        """Fit the PCA on raw training features (N, raw_dim); returns self."""
+        raw = np.asarray(raw, dtype=np.float32)
+        if raw.ndim != 2 or raw.shape[1] != self.raw_dim:
+            raise ValueError(f"raw features must have shape (N, {self.raw_dim}), got {raw.shape}")
+        if raw.shape[0] < 2:
+            raise ValueError(f"need at least 2 images to fit the PCA, got {raw.shape[0]}")
+        mean = raw.mean(axis=0, dtype=np.float64)
+        centred = raw - mean.astype(np.float32)  # (N, R); the float32 product is the slow part
+        cov = (centred.T @ centred).astype(np.float64) / (raw.shape[0] - 1)  # (R, R)
+        comps, evals = _top_eigenvectors(cov, self.dim, np.random.default_rng(self.options["seed"]))
+        # a deterministic sign: each component's largest entry is positive
+        comps *= np.where(comps[np.abs(comps).argmax(axis=0), np.arange(self.dim)] < 0, -1, 1)
+        total = max(float(evals.clip(min=0).sum()), 1e-12)
+        self.mean = mean.astype(np.float32)
+        self.components = comps.astype(np.float32)  # (R, D)
+        self.scale = float(np.sqrt(self.dim / total))  # average output variance 1
+        return self
+
+    def transform(self, raw):
+        """Raw features (N, raw_dim) -> float32 (N, D)."""
+        if not self.fitted:
+            raise RuntimeError("the extractor's PCA is not fitted; call fit() on training features")
+        return ((raw - self.mean) @ self.components * np.float32(self.scale)).astype(np.float32)
+
+    def extract(self, images):
+        """uint8 images (N, H, W, 3) of any size -> float32 (N, D)."""
+        return self.transform(self.raw_features(images))
+
+    def save(self, folder):
+        """Write ``extractor.json`` + ``arrays.npz`` into ``folder`` atomically."""
+        if not self.fitted:
+            raise RuntimeError("save a fitted extractor (call fit() first)")
+        spec = {"name": self.name, "options": self.options, "dim": self.dim,
+                "raw_dim": self.raw_dim, "scale": self.scale}
+        _save_folder(folder, spec, {"filters": self.filters, "mean": self.mean,
+                                    "components": self.components})
+
+    @classmethod
+    def from_saved(cls, spec, arrays, source="extractor"):
+        try:
+            ex = cls(**spec["options"])
+            for key in ("filters", "mean", "components"):
+                if key not in arrays:
+                    raise KeyError(key)
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"{source}: saved extractor is incomplete or malformed ({e})") from None
+        expect = {"filters": ex.filters.shape, "mean": (ex.raw_dim,),
+                  "components": (ex.raw_dim, ex.dim)}
+        for key, shape in expect.items():
+            if arrays[key].shape != shape:
+                raise ValueError(f"{source}/{ARRAYS_FILE}: '{key}' has shape {arrays[key].shape}, "
+                                 f"expected {shape}")
+        # the saved filters are authoritative (they also equal the seeded ones)
+        ex.filters = arrays["filters"].astype(np.float32)
+        ex.mean = arrays["mean"].astype(np.float32)
+        ex.components = arrays["components"].astype(np.float32)
+        ex.scale = float(spec.get("scale", 1.0))
+        return ex
+
+
+def _top_eigenvectors(cov, k, rng, oversample=64, iterations=4, exact_below=1024):
+    """The k leading eigenpairs of a symmetric PSD matrix (R, R).
+
+    An exact ``eigh`` of a 2304 x 2304 matrix takes ~15 s on 2 cores, so for
+    large R this uses randomized subspace iteration (Halko, Martinsson and
+    Tropp 2011, the default solver of scikit-learn's PCA at these sizes): a
+    few products with an (R, k + oversample) block and one small ``eigh``.
+
+    Returns:
+        (vectors (R, k), values (k,)) in decreasing order of the values.
+    """
+    R = cov.shape[0]
+    if R <= exact_below or k + oversample >= R:
+        evals, evecs = np.linalg.eigh(cov)
+        order = np.argsort(evals)[::-1][:k]
+        return evecs[:, order], evals[order]
+    q = np.linalg.qr(cov @ rng.standard_normal((R, k + oversample)))[0]
+    for _ in range(iterations):
+        q = np.linalg.qr(cov @ q)[0]
+    evals, v = np.linalg.eigh(q.T @ cov @ q)  # small (k + oversample)^2 problem
+    order = np.argsort(evals)[::-1][:k]
+    return q @ v[:, order], evals[order]
+
+
+def fit_extract_files(extractor, split_paths, fit_split="train", batch_size=256, progress=False):
+    """Fit an extractor's PCA on one split's images and featurise every split.
+
+    Each image is decoded once: raw features for all splits are computed,
+    the PCA is fitted on ``fit_split``'s, and all are projected.
+
+    Args:
+        extractor: an unfitted extractor with ``raw_features``/``fit``/``transform``.
+        split_paths: dict split -> list of image paths.
+
+    Returns:
+        dict split -> float32 (I_split, D).
+    """
+    if fit_split not in split_paths or not split_paths[fit_split]:
+        raise ValueError(f"cannot fit the extractor: split {fit_split!r} has no images")
+    raw = {s: extract_files(extractor, p, batch_size, progress, raw=True)
+           for s, p in split_paths.items()}
+    extractor.fit(raw[fit_split])
+    return {s: extractor.transform(r) for s, r in raw.items()}

@@ -1,0 +1,165 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from rnncap.data.features import (RandomConvExtractor, _top_eigenvectors, extract_files,
+                                  fit_extract_files, load_extractor, load_image,
+                                  make_extractor, register_extractor)
+
+OPTS = dict(image_size=32, num_filters=8, filter_size=5, stride=2, grid=3, pca_dim=16, seed=0)
+
+
+def images(n, size=32, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
+
+
+def fitted(n=40):
+    ex = make_extractor("randconv", **OPTS)
+    ex.fit(ex.raw_features(images(n)))
+    return ex
+
+
+def test_raw_features_match_a_direct_loop():
+    """Second implementation: explicit loops over positions and cells."""
+    ex = make_extractor("randconv", **OPTS)
+    img = images(2, seed=1)
+    got = ex.raw_features(img)
+    x = img.astype(np.float64) / 127.5 - 1
+    k, st, K = 5, 2, 8
+    P = (32 - k) // st + 1  # 14 -> cropped to 12, cells of 4
+    z = np.zeros((2, P, P, K))
+    for i in range(P):
+        for j in range(P):
+            patch = x[:, i * st:i * st + k, j * st:j * st + k, :].reshape(2, -1)
+            z[:, i, j] = patch @ ex.filters.astype(np.float64)
+    c = P // 3
+    expect = []
+    for n in range(2):
+        feats = []
+        for a in range(3):
+            for b in range(3):
+                cell = z[n, a * c:(a + 1) * c, b * c:(b + 1) * c].reshape(-1, K)
+                for f in range(K):
+                    v = cell[:, f]
+                    feats += [np.maximum(v, 0).mean(), np.maximum(-v, 0).mean(),
+                              np.maximum(v, 0).max(), np.maximum(-v, 0).max()]
+        expect.append(feats)
+    np.testing.assert_allclose(got, np.array(expect), rtol=1e-4, atol=1e-5)
+    assert got.dtype == np.float32 and got.shape == (2, ex.raw_dim)
+
+
+def test_pca_matches_svd_of_the_data():
+    ex = make_extractor("randconv", **OPTS)
+    raw = ex.raw_features(images(60))
+    ex.fit(raw)
+    centred = raw.astype(np.float64) - raw.mean(0, dtype=np.float64)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    # same subspace, component by component, up to sign
+    dots = np.abs(np.sum(vt[:16].T * ex.components, axis=0))
+    np.testing.assert_allclose(dots, 1.0, atol=1e-3)
+    out = ex.transform(raw)
+    assert out.dtype == np.float32 and out.shape == (60, 16)
+    np.testing.assert_allclose(out.var(0, ddof=1).mean(), 1.0, rtol=1e-3)  # unit average variance
+    np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-4)
+
+
+def test_randomized_eigenvectors_match_exact():
+    rng = np.random.default_rng(0)
+    R, k = 300, 20
+    basis = np.linalg.qr(rng.standard_normal((R, R)))[0]
+    vals = 1.0 / np.arange(1, R + 1) ** 1.5
+    cov = (basis * vals) @ basis.T
+    vecs, got_vals = _top_eigenvectors(cov, k, rng, oversample=30, exact_below=0)
+    np.testing.assert_allclose(got_vals, vals[:k], rtol=1e-6)
+    np.testing.assert_allclose(np.abs(np.sum(vecs * basis[:, :k], axis=0)), 1.0, atol=1e-6)
+
+
+def test_deterministic_and_save_load_round_trip(tmp_path):
+    a, b = fitted(), fitted()
+    x = images(5, seed=9)
+    np.testing.assert_array_equal(a.extract(x), b.extract(x))
+    a.save(tmp_path / "ex")
+    assert sorted(p.name for p in (tmp_path / "ex").iterdir()) == ["arrays.npz", "extractor.json"]
+    c = load_extractor(tmp_path / "ex")
+    assert isinstance(c, RandomConvExtractor) and c.dim == 16
+    np.testing.assert_array_equal(c.extract(x), a.extract(x))
+    a.save(tmp_path / "ex")  # overwriting works and leaves no temp folder
+    assert [p.name for p in tmp_path.iterdir()] == ["ex"]
+
+
+def test_any_image_file_works(tmp_path):
+    ex = fitted()
+    rgb = images(1, size=50)[0]
+    files = {
+        "rgb.png": Image.fromarray(rgb),
+        "gray.png": Image.fromarray(rgb[..., 0]),
+        "rgba.png": Image.fromarray(np.dstack([rgb, np.full((50, 50), 255, np.uint8)])),
+        "pal.gif": Image.fromarray(rgb).convert("P"),
+        "wide.jpg": Image.fromarray(images(1, size=80)[0][:40]),
+        "deep.png": Image.fromarray(rgb[..., 0].astype(np.uint16) * 200),
+    }
+    paths = []
+    for name, im in files.items():
+        im.save(tmp_path / name)
+        paths.append(tmp_path / name)
+    out = extract_files(ex, paths, batch_size=4)
+    assert out.shape == (len(paths), 16) and np.isfinite(out).all()
+    # an opaque RGBA image is its RGB image
+    np.testing.assert_array_equal(out[2], out[0])
+    assert load_image(tmp_path / "gray.png", 32).shape == (32, 32, 3)
+
+
+def test_bad_files_raise_errors_naming_them(tmp_path):
+    ex = fitted()
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    with pytest.raises(ValueError, match="notes.png"):
+        extract_files(ex, [bad])
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        extract_files(ex, [tmp_path / "gone.png"])
+    with pytest.raises(FileNotFoundError, match="extractor.json"):
+        load_extractor(tmp_path)
+    with pytest.raises(ValueError, match="uint8"):
+        ex.extract(np.zeros((1, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        ex.extract(np.zeros((1, 8, 8, 2), np.uint8))
+
+
+def test_unfitted_and_malformed_extractors(tmp_path):
+    ex = make_extractor("randconv", **OPTS)
+    with pytest.raises(RuntimeError, match="fit"):
+        ex.extract(images(1))
+    with pytest.raises(ValueError, match="unknown feature extractor"):
+        make_extractor("vgg99")
+    fitted().save(tmp_path / "ex")
+    z = dict(np.load(tmp_path / "ex" / "arrays.npz"))
+    z["components"] = z["components"][:, :3]
+    np.savez(tmp_path / "ex" / "arrays.npz", **z)
+    with pytest.raises(ValueError, match="components.*shape"):
+        load_extractor(tmp_path / "ex")
+
+
+def test_registry_is_pluggable(tmp_path):
+    @register_extractor
+    class MeanColour:
+        name = "test-mean-colour"
+        image_size, dim, raw_dim = 8, 3, 3
+
+        def raw_features(self, images):
+            return images.reshape(len(images), -1, 3).mean(1).astype(np.float32)
+
+        def fit(self, raw):
+            return self
+
+        def transform(self, raw):
+            return raw
+
+        def extract(self, images):
+            return self.raw_features(images)
+
+    paths = []
+    for i, colour in enumerate([(255, 0, 0), (0, 0, 255)]):
+        Image.new("RGB", (20, 10), colour).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    out = fit_extract_files(make_extractor("test-mean-colour"), {"train": paths})
+    np.testing.assert_allclose(out["train"], [[255, 0, 0], [0, 0, 255]])
