@@ -6,7 +6,9 @@ make <END> the best token, so every beam runs all 16 steps: this is the worst
 case (a trained model finishes early and stops sooner). All beams of all images
 in a batch advance in one `step` call per time step; the table splits the time
 into the model's `step` and the decoder's own bookkeeping (top-k selection,
-reordering of state and sequences).
+reordering of state and sequences). Wall-clock seconds are the best of several
+runs; CPU seconds (all threads) are shown too, since they move less when other
+processes share the machine.
 
 Run:  .venv/bin/python -m benchmarks.bench_beam [--images 1000] [--batch 1000]
           [--cells rnn,lstm] [--repeats 3]
@@ -30,7 +32,7 @@ def make_model(cell):
 
 
 def run(model, features, method, k, batch):
-    """Decode all images once; return (seconds, seconds inside step, steps, tokens)."""
+    """Decode all images once; return (seconds, CPU seconds, seconds inside step, steps, tokens)."""
     inside = [0.0, 0]
 
     def timed_step(tokens, state):
@@ -43,14 +45,15 @@ def run(model, features, method, k, batch):
     ids = dict(start_id=model.word_to_idx["<START>"], end_id=model.word_to_idx["<END>"],
                null_id=model.word_to_idx["<NULL>"], max_length=T)
     out = []
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     for lo in range(0, len(features), batch):
         state = model.init_state(features[lo:lo + batch])
         if method == "greedy":
             out.append(greedy(timed_step, state, **ids))
         else:
             out.append(beam_search(timed_step, state, beam_size=k, **ids).tokens)
-    return time.perf_counter() - t0, inside[0], inside[1], np.concatenate(out)
+    return (time.perf_counter() - t0, time.process_time() - c0, inside[0], inside[1],
+            np.concatenate(out))
 
 
 def main():
@@ -64,17 +67,17 @@ def main():
     features = rng.standard_normal((args.images, D)).astype(np.float32)
     print(f"{args.images} images, batch {args.batch}, V={V} W={W} H={H} D={D} float32, "
           f"max_length {T}, best of {args.repeats}")
-    print(f"{'cell':5} {'method':7} {'seconds':>8} {'captions/s':>11} {'in step':>8} "
-          f"{'steps':>6} {'ended':>6}")
+    print(f"{'cell':5} {'method':7} {'seconds':>8} {'captions/s':>11} {'CPU s':>7} "
+          f"{'in step':>8} {'steps':>6} {'ended':>6}")
     for cell in args.cells.split(","):
         model = make_model(cell)
         for method, k in [("greedy", 1), ("beam", 3), ("beam", 5)]:
             best = min((run(model, features, method, k, args.batch)
                         for _ in range(args.repeats)), key=lambda r: r[0])
-            secs, inside, steps, tokens = best
+            secs, cpu, inside, steps, tokens = best
             ended = np.mean((tokens == model.word_to_idx["<END>"]).any(axis=1))
             name = "greedy" if method == "greedy" else f"beam-{k}"
-            print(f"{cell:5} {name:7} {secs:8.2f} {args.images / secs:11.0f} "
+            print(f"{cell:5} {name:7} {secs:8.2f} {args.images / secs:11.0f} {cpu:7.2f} "
                   f"{inside / secs:8.0%} {steps:6d} {ended:6.0%}")
 
 

@@ -212,9 +212,12 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
     beams are finished as they are (cut, without <END>).
 
     An image is done once it has ``n_best`` finished hypotheses and no live
-    beam can still beat the worst of them (so stopping changes no result): a live beam's log-probability only falls, so
-    with ``alpha >= 0`` its best reachable score is ``logprob / lp(max_length)``.
-    The loop stops when every image is done, or at ``max_length``.
+    beam can still beat the worst of them, so stopping early changes no
+    result: a live beam's log-probability only falls, so with ``alpha >= 0``
+    its best reachable score is ``logprob / lp(max_length)``. The loop stops
+    when every image is done, or at ``max_length``. Scores are accumulated in
+    float64 whatever the model's dtype (they rank hypotheses; nothing flows
+    back into the model).
 
     Args:
         step: ``step(tokens (M,), state) -> (logprobs (M, V), new_state)``; M = N*k.
@@ -268,7 +271,7 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
         cand_tok = part.reshape(n, k * per_row)
         cand_beam = np.broadcast_to(np.repeat(np.arange(k), per_row), (n, k * per_row))
         m = min(2 * k, k * v)
-        # best first; ties go to the lower (beam, token), as np.argmax does in greedy
+        # best first; exact ties go to the lower (beam, token), like np.argmax in greedy
         order = np.lexsort((cand_beam * v + cand_tok, -cand_lp), axis=1)[:, :m]  # (N, m)
         top_lp = cand_lp[img, order]
         top_beam, top_tok = cand_beam[img, order], cand_tok[img, order]

@@ -234,7 +234,11 @@ def evaluate_captions(candidates, references, *, split: str, method: str, truths
     for n, value in enumerate(bleu, start=1):
         result[f"Bleu_{n}"] = float(value)
     if java and meteor:
-        result["METEOR"] = float(_meteor_scorer().compute_score(gts, res)[0])
+        try:
+            result["METEOR"] = float(_meteor_scorer().compute_score(gts, res)[0])
+        except (ValueError, OSError) as e:  # the JVM died or printed no score
+            raise RuntimeError(f"METEOR (meteor-1.5.jar under Java) gave no score: {e}; "
+                               "pass meteor=False to evaluate without it") from e
     else:
         omitted["METEOR"] = (METEOR_OFF if java else
                              METEOR_NO_JAVA if use_java is None else METEOR_JAVA_OFF)
