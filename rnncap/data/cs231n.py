@@ -28,6 +28,7 @@ import os
 
 import numpy as np
 
+from rnncap.data.layout import subsample_train
 from rnncap.data.vocab import Vocabulary, decode_captions  # noqa: F401  (re-exported)
 
 CAPTIONS_FILE = "coco2014_captions.h5"
@@ -142,14 +143,7 @@ def load_coco_data(base_dir, max_train=None, pca_features=True, *, seed=0):
         data[f"{split}_urls"] = urls
 
     if max_train is not None:
-        num_train = data["train_captions"].shape[0]
-        if not 0 < max_train:
-            raise ValueError(f"max_train must be positive, got {max_train}")
-        if max_train < num_train:
-            rng = np.random.default_rng(seed)
-            mask = np.sort(rng.choice(num_train, size=max_train, replace=False))
-            data["train_captions"] = data["train_captions"][mask]
-            data["train_image_idxs"] = data["train_image_idxs"][mask]
+        subsample_train(data, max_train, seed)
     return data
 
 

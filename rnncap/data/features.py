@@ -361,3 +361,42 @@ def fit_extract_files(extractor, split_paths, fit_split="train", batch_size=256,
            for s, p in split_paths.items()}
     extractor.fit(raw[fit_split])
     return {s: extractor.transform(r) for s, r in raw.items()}
+
+
+def cached_split_features(cache_root, split_paths, *, key="", name="randconv", options=None,
+                          batch_size=256, progress=False):
+    """Features for image files by split, computed once and cached on disk.
+
+    The built-in extractor is fitted on the "train" split, every split is
+    featurised, and the result is written as ``<split>.npy`` files plus the
+    saved extractor (``extractor/``) into a folder under ``cache_root`` whose
+    name hashes the extractor's name and options, ``key`` (what identifies
+    the images, e.g. a dataset's hash) and the file list. The folder is
+    written under a temporary name and renamed when complete.
+
+    Returns:
+        (dict split -> float32 (I, D), extractor folder path str).
+    """
+    import hashlib
+
+    options = dict(options or {})
+    ident = json.dumps({"name": name, "options": options, "key": key,
+                        "paths": {s: [os.path.abspath(p) for p in ps]
+                                  for s, ps in sorted(split_paths.items())}}, sort_keys=True)
+    folder = os.path.join(os.fspath(cache_root),
+                          f"features-{name}-{hashlib.sha1(ident.encode()).hexdigest()[:10]}")
+    files = {s: os.path.join(folder, f"{s}.npy") for s in split_paths}
+    if all(os.path.isfile(f) for f in files.values()):
+        feats = {s: np.load(f, allow_pickle=False) for s, f in files.items()}
+        return feats, os.path.join(folder, "extractor")
+    extractor = make_extractor(name, **options)
+    feats = fit_extract_files(extractor, split_paths, batch_size=batch_size, progress=progress)
+    tmp = f"{folder}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    extractor.save(os.path.join(tmp, "extractor"))
+    for s, f in feats.items():
+        np.save(os.path.join(tmp, f"{s}.npy"), f)
+    shutil.rmtree(folder, ignore_errors=True)  # an incomplete earlier attempt
+    os.rename(tmp, folder)
+    return feats, os.path.join(folder, "extractor")

@@ -14,7 +14,8 @@ overlap and every position and relation is unambiguous. An object has
 That list of dicts is the image's ground truth; it is stored next to the
 captions and is what the truth check (``rnncap.data.truth``) judges
 captions against. Every image gets ``captions_per_image`` (>= 5) captions,
-one from each of five template families, with synonyms (big/large,
+one from each of five template families (with at most two objects every
+caption has at most 15 words, CS231n's caption length), with synonyms (big/large,
 little/small, violet/purple, image/picture, shapes/objects) and different
 word orders; pictures with several objects get spatial relations ("to the
 left of", "above") and counts ("there are two shapes").
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SHAPES = ("circle", "square", "triangle")
 COLOURS = {
     "red": (215, 40, 40),
@@ -168,8 +169,11 @@ def noun_phrase(o, rng, style="full"):
     raise ValueError(f"unknown noun phrase style {style!r}")
 
 
-def _where(o, rng):
-    return _pick(rng, CELL_PHRASES[(o["row"], o["col"])])
+def _where(o, rng, short=False):
+    phrases = CELL_PHRASES[(o["row"], o["col"])]
+    if short:  # keeps two-object captions within CS231n's 15 words
+        phrases = [p for p in phrases if "corner" not in p]
+    return _pick(rng, phrases)
 
 
 def _plural(shape):
@@ -213,10 +217,10 @@ def _list_caption(objects, rng, with_place):
     for n in order:
         o = objects[n]
         np_ = noun_phrase(o, rng, "colour" if with_place else "full")
-        parts.append(f"{np_} {_where(o, rng)}" if with_place else np_)
+        parts.append(f"{np_} {_where(o, rng, short=True)}" if with_place else np_)
     text = ", ".join(parts[:-1]) + " and " + parts[-1]
     if with_place:
-        return "there is " + text
+        return text
     return _pick(rng, ("", f"the {_pick(rng, PICTURE_WORDS)} shows ")) + text
 
 

@@ -87,6 +87,16 @@ def test_empty_cells_show_background_and_objects_stay_inside():
                     assert (block == bg).all()
 
 
+def test_two_object_captions_fit_cs231n_length():
+    rng = np.random.default_rng(7)
+    longest = 0
+    for _ in range(3000):
+        _, objects = sample_scene(rng, 64, 1, 2)
+        longest = max(longest, max(len(c.replace(",", "").split())
+                                   for c in make_captions(objects, rng)))
+    assert longest <= 15
+
+
 def test_captions_vary_and_use_relations_and_counts():
     rng = np.random.default_rng(5)
     text = []

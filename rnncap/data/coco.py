@@ -1,0 +1,153 @@
+"""COCO caption annotations (``captions_*.json``) -> the data dictionary.
+
+A folder holds one annotation file per split, named ``captions_<split>*.json``
+(``captions_train2014.json``, ``captions_val2014.json``, ...), each with
+``images`` (``id``, ``file_name``) and ``annotations`` (``image_id``,
+``caption``), plus features keyed by image id: ``features.npz`` or
+``features.h5`` holding ``image_ids`` int (I,) and ``features`` float (I, D).
+Images without captions are skipped. Without a features file, features are
+computed from the image files (looked up as ``<folder>/<split dir>/<file_name>``,
+``<folder>/images/<file_name>`` or ``<folder>/<file_name>``) with the built-in
+extractor and cached.
+
+This module does NOT know the CS231n or Karpathy layouts, pixels or models.
+"""
+
+import hashlib
+import os
+import re
+
+import numpy as np
+
+from rnncap.data.karpathy import _read_json
+from rnncap.data.layout import SPLITS, build_data
+
+_NAME_RE = re.compile(r"^captions_(train|val|test)(\w*)\.json$")
+FEATURE_NAMES = ("features.npz", "features.h5")
+
+
+def find_caption_files(folder):
+    """dict split -> path of its captions_<split>*.json file in ``folder``."""
+    folder = os.fspath(folder)
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        m = _NAME_RE.match(name)
+        if m:
+            if m.group(1) in found:
+                raise ValueError(f"{folder}: two caption files for split '{m.group(1)}': "
+                                 f"{os.path.basename(found[m.group(1)])} and {name}")
+            found[m.group(1)] = os.path.join(folder, name)
+    if "train" not in found:
+        raise FileNotFoundError(f"{folder}: no captions_train*.json (found: {sorted(found)})")
+    return found
+
+
+def parse_caption_file(path):
+    """(list of image ids, dict id -> file_name, dict id -> list of captions)."""
+    d = _read_json(path)
+    for k in ("images", "annotations"):
+        if not isinstance(d, dict) or not isinstance(d.get(k), list):
+            raise ValueError(f"{path}: expected a JSON object with an '{k}' list")
+    ids, names = [], {}
+    for n, im in enumerate(d["images"]):
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            raise ValueError(f"{path}: images[{n}] needs 'id' and 'file_name'")
+        ids.append(im["id"])
+        names[im["id"]] = im["file_name"]
+    caps = {}
+    for n, a in enumerate(d["annotations"]):
+        if not isinstance(a, dict) or "image_id" not in a or not isinstance(a.get("caption"), str):
+            raise ValueError(f"{path}: annotations[{n}] needs 'image_id' and a 'caption' string")
+        if a["image_id"] not in names:
+            raise ValueError(f"{path}: annotations[{n}] refers to image_id {a['image_id']}, "
+                             "which is not in 'images'")
+        caps.setdefault(a["image_id"], []).append(a["caption"].strip())
+    return [i for i in ids if i in caps], names, caps
+
+
+def read_keyed_features(path):
+    """(image_ids int64 (I,), features (I, D)) from .npz or .h5."""
+    path = os.fspath(path)
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    else:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            arrays = {k: f[k][()] for k in f.keys()}
+    for k in ("image_ids", "features"):
+        if k not in arrays:
+            raise KeyError(f"{path}: missing key '{k}' (has: {sorted(arrays)})")
+    ids, feats = arrays["image_ids"], arrays["features"]
+    if feats.ndim != 2 or ids.shape != (feats.shape[0],):
+        raise ValueError(f"{path}: 'image_ids' has shape {ids.shape} and 'features' shape "
+                         f"{feats.shape}; expected (I,) and (I, D)")
+    return ids.astype(np.int64), feats
+
+
+def _image_path(folder, caption_file, file_name):
+    stem = _NAME_RE.match(os.path.basename(caption_file))
+    split_dir = stem.group(1) + stem.group(2)  # captions_train2014.json -> train2014
+    candidates = [os.path.join(folder, split_dir, file_name),
+                  os.path.join(folder, "images", file_name), os.path.join(folder, file_name)]
+    for c in candidates:
+        if os.path.isfile(c):
+            return c
+    return candidates[0]
+
+
+def load_coco(folder, features=None, *, extractor="randconv", extractor_options=None,
+              progress=False, **build_opts):
+    """Load COCO caption annotations and features into the data dictionary.
+
+    Args:
+        folder: the folder with captions_<split>*.json files.
+        features: .npz/.h5 file with image_ids and features; default
+            features.npz/features.h5 in ``folder``, else computed from images.
+        extractor, extractor_options, progress: used when computing features.
+        **build_opts: see rnncap.data.layout.build_data.
+
+    Returns:
+        the data dictionary (``extractor_dir`` set when features were computed).
+    """
+    folder = os.fspath(folder)
+    files = find_caption_files(folder)
+    images, id_lists = {}, {}
+    for split in SPLITS:
+        if split not in files:
+            continue
+        ids, names, caps = parse_caption_file(files[split])
+        images[split] = [{"file": _image_path(folder, files[split], names[i]),
+                          "captions": caps[i]} for i in ids]
+        id_lists[split] = ids
+    if features is None:
+        found = [os.path.join(folder, n) for n in FEATURE_NAMES
+                 if os.path.isfile(os.path.join(folder, n))]
+        features = found[0] if found else None
+    extractor_dir = None
+    if features is not None:
+        ids, all_feats = read_keyed_features(features)
+        row = {int(i): n for n, i in enumerate(ids)}
+        feats = {}
+        for split, wanted in id_lists.items():
+            missing = [i for i in wanted if int(i) not in row]
+            if missing:
+                raise ValueError(f"{features}: no features for image_id {missing[0]} of "
+                                 f"{os.path.basename(files[split])} ({len(missing)} missing)")
+            feats[split] = np.asarray(all_feats[[row[int(i)] for i in wanted]], dtype=np.float32)
+    else:
+        from rnncap.data.features import cached_split_features
+
+        h = hashlib.sha1()
+        for split in sorted(files):
+            with open(files[split], "rb") as f:
+                h.update(f.read())
+        paths = {s: [im["file"] for im in ims] for s, ims in images.items()}
+        feats, extractor_dir = cached_split_features(
+            folder, paths, key=h.hexdigest(), name=extractor, options=extractor_options,
+            progress=progress)
+    data = build_data(images, feats, source=files["train"], **build_opts)
+    if extractor_dir is not None:
+        data["extractor_dir"] = extractor_dir
+    return data

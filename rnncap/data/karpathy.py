@@ -1,0 +1,168 @@
+"""Karpathy-split ``dataset.json`` (neuraltalk's format) -> the data dictionary.
+
+``dataset.json`` is ``{"images": [...]}``; each image has ``split``
+(train/val/test, or restval in the COCO split), ``filename`` (and optionally
+``filepath``, a folder relative to the dataset root), ``imgid`` and
+``sentences``, each with ``raw`` text and/or ``tokens``. rnncap's shapes
+dataset adds ``objects`` (the ground truth), which becomes ``s_truth``.
+
+Features come from one file with one row per image, in the order of the
+``images`` list (neuraltalk's convention): ``.npy`` (I, D), or ``.h5`` with
+dataset ``features``. Without a features file, features are computed from
+the image files with the built-in extractor (fitted on the training split)
+and cached in the dataset folder.
+
+This module does NOT know the CS231n or COCO layouts, pixels (it delegates
+to rnncap.data.features) or models.
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+from rnncap.data.layout import SPLITS, build_data
+
+FEATURE_NAMES = ("features.npy", "features.h5")
+
+
+def read_feature_file(path, key="features"):
+    """A (I, D) float32 array from ``.npy`` or ``.h5`` (dataset ``key``)."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"features file not found: {path}")
+    if path.endswith(".npy"):
+        try:
+            a = np.load(path, allow_pickle=False, mmap_mode="r")
+        except ValueError as e:
+            raise ValueError(f"{path}: not a .npy array file ({e})") from None
+    elif path.endswith((".h5", ".hdf5")):
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if key not in f:
+                raise KeyError(f"{path}: missing key '{key}' (has: {sorted(f.keys())})")
+            a = f[key][()]
+    else:
+        raise ValueError(f"{path}: features must be a .npy or .h5 file")
+    if a.ndim != 2:
+        raise ValueError(f"{path}: features must be 2-D (I, D), got shape {a.shape}")
+    return a
+
+
+def _read_json(path):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"file not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def parse_dataset_json(path, root=None, restval="train"):
+    """Read ``dataset.json`` into per-split image records.
+
+    Args:
+        path: the dataset.json file.
+        root: folder image paths are relative to (default: its folder).
+        restval: 'train' to merge COCO's restval split into train, 'drop' to skip it.
+
+    Returns:
+        (dict split -> list of {"file", "captions", ["truth"]}, dict split ->
+        list of row numbers of those images in the file's ``images`` list).
+    """
+    path = os.fspath(path)
+    root = os.path.dirname(path) if root is None else os.fspath(root)
+    d = _read_json(path)
+    if not isinstance(d, dict) or not isinstance(d.get("images"), list):
+        raise ValueError(f"{path}: expected a JSON object with an 'images' list")
+    if restval not in ("train", "drop"):
+        raise ValueError(f"restval must be 'train' or 'drop', got {restval!r}")
+    images = {s: [] for s in SPLITS}
+    rows = {s: [] for s in SPLITS}
+    for n, im in enumerate(d["images"]):
+        where = f"{path}: images[{n}]"
+        if not isinstance(im, dict):
+            raise ValueError(f"{where} is not an object")
+        for k in ("split", "filename", "sentences"):
+            if k not in im:
+                raise ValueError(f"{where} lacks '{k}'")
+        split = im["split"]
+        if split == "restval":
+            if restval == "drop":
+                continue
+            split = "train"
+        if split not in images:
+            raise ValueError(f"{where}: unknown split {split!r}; expected one of "
+                             f"{list(SPLITS) + ['restval']}")
+        caps = []
+        for j, s in enumerate(im["sentences"]):
+            if isinstance(s, dict) and isinstance(s.get("raw"), str):
+                caps.append(s["raw"])
+            elif isinstance(s, dict) and isinstance(s.get("tokens"), list):
+                caps.append(" ".join(s["tokens"]))
+            else:
+                raise ValueError(f"{where}.sentences[{j}] has neither 'raw' text nor 'tokens'")
+        if not caps:
+            raise ValueError(f"{where} has no sentences")
+        rec = {"file": os.path.join(root, im.get("filepath", ""), im["filename"]),
+               "captions": caps}
+        if "objects" in im:
+            rec["truth"] = im["objects"]
+        images[split].append(rec)
+        rows[split].append(n)
+    images = {s: v for s, v in images.items() if v}
+    rows = {s: rows[s] for s in images}
+    return images, rows
+
+
+def load_karpathy(path, features=None, *, image_root=None, restval="train", extractor="randconv",
+                  extractor_options=None, progress=False, **build_opts):
+    """Load a Karpathy-split dataset into the data dictionary.
+
+    Args:
+        path: dataset.json, or the folder holding it.
+        features: feature file (.npy/.h5, one row per image of dataset.json);
+            default: ``features.npy``/``features.h5`` beside dataset.json, else
+            computed from the images with the built-in extractor and cached.
+        image_root: folder image paths are relative to (default: dataset.json's).
+        restval: 'train' (merge) or 'drop'.
+        extractor, extractor_options: the extractor used when computing features.
+        progress: progress bars while computing features.
+        **build_opts: level, min_count, max_size, max_length, max_train, seed
+            (see rnncap.data.layout.build_data).
+
+    Returns:
+        the data dictionary; ``extractor_dir`` is set when features were computed.
+    """
+    path = os.fspath(path)
+    json_path = os.path.join(path, "dataset.json") if os.path.isdir(path) else path
+    folder = os.path.dirname(json_path)
+    images, rows = parse_dataset_json(json_path, image_root, restval)
+    extractor_dir = None
+    if features is None:
+        found = [os.path.join(folder, n) for n in FEATURE_NAMES
+                 if os.path.isfile(os.path.join(folder, n))]
+        features = found[0] if found else None
+    if features is not None:
+        all_feats = read_feature_file(features)
+        n_images = max(r for rs in rows.values() for r in rs) + 1
+        if all_feats.shape[0] < n_images:
+            raise ValueError(f"{features}: has {all_feats.shape[0]} rows (shape "
+                             f"{all_feats.shape}) but {json_path} lists at least {n_images} images")
+        feats = {s: np.asarray(all_feats[rows[s]], dtype=np.float32) for s in images}
+    else:
+        from rnncap.data.features import cached_split_features
+
+        with open(json_path, "rb") as f:
+            key = hashlib.sha1(f.read()).hexdigest()
+        paths = {s: [im["file"] for im in ims] for s, ims in images.items()}
+        feats, extractor_dir = cached_split_features(
+            folder, paths, key=key, name=extractor, options=extractor_options, progress=progress)
+    data = build_data(images, feats, source=json_path, **build_opts)
+    if extractor_dir is not None:
+        data["extractor_dir"] = extractor_dir
+    return data
