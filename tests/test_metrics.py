@@ -15,8 +15,9 @@ import pytest
 from rnncap import metrics
 from rnncap.metrics import evaluate_captions, format_scores, python_tokenize
 
-needs_java = pytest.mark.skipif(shutil.which("java") is None,
-                                reason="`java` is not on PATH: the PTB tokenizer and METEOR need it")
+needs_java = pytest.mark.skipif(
+    shutil.which("java") is None,
+    reason="`java` is not on PATH: the PTB tokenizer and METEOR need it")
 
 CANDIDATES = [
     "A man riding a horse on the beach.",
@@ -30,7 +31,8 @@ REFERENCES = [
     ["A man rides a brown horse along the beach.", "A person riding a horse on sand.",
      "a man on a horse near the ocean"],
     ["Two dogs play with a frisbee in the park.", "Dogs playing frisbee on the grass"],
-    ["A kitchen that has a stove, a sink, and a refrigerator.", "a small kitchen with white cabinets"],
+    ["A kitchen that has a stove, a sink, and a refrigerator.",
+     "a small kitchen with white cabinets"],
     ["A toy on a bed.", "The cat's toy is lying on the bed."],
     ["A bus parked on the side of the road.", "a city bus at a stop"],
     ["A plate of food with broccoli.", "Broccoli and rice on a plate."],
@@ -42,7 +44,8 @@ def oracle_scores(gts, res, meteor=None):
     from pycocoevalcap.bleu.bleu import Bleu
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
-    out = dict(zip(["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"], Bleu(4).compute_score(gts, res, verbose=0)[0]))
+    bleu = Bleu(4).compute_score(gts, res, verbose=0)[0]
+    out = dict(zip(["Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4"], bleu))
     out["ROUGE_L"] = Rouge().compute_score(gts, res)[0]
     out["CIDEr"] = Cider().compute_score(gts, res)[0]
     if meteor is not None:
