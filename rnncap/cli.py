@@ -177,15 +177,9 @@ def _cmd_caption(args) -> int:
     return 0
 
 
-def _format_scores(scores: dict) -> str:
-    head = f"{scores.get('split')} split, {scores.get('method')}, {scores.get('num_images')} images:"
-    keys = [k for k in ("truth_rate", "BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr")
-            if scores.get(k) is not None]
-    return head + "  " + "  ".join(f"{k} {scores[k]:.3f}" for k in keys)
-
-
 def _cmd_evaluate(args) -> int:
     from rnncap.evaluate import DecodeOptions, evaluate_and_save
+    from rnncap.metrics import format_scores
     from rnncap.run import load_run_data, restore
 
     r = restore(args.checkpoint)
@@ -199,7 +193,7 @@ def _cmd_evaluate(args) -> int:
     options = DecodeOptions(args.method, args.beam_size, args.length_penalty, r.max_length)
     scores, out = evaluate_and_save(r, data, args.split, options, limit=args.limit,
                                  meteor=not args.no_meteor, out=args.out)
-    print(_format_scores(scores))
+    print(format_scores(scores))
     print(f"per-image results: {out}")
     return 0
 
@@ -214,6 +208,7 @@ def _cmd_report(args) -> int:
 
 def _cmd_demo(args) -> int:
     from rnncap.evaluate import DecodeOptions, evaluate_and_save
+    from rnncap.metrics import format_scores
     from rnncap.report import write_report
     from rnncap.run import load_run_data, restore, say, train
 
@@ -252,7 +247,7 @@ def _cmd_demo(args) -> int:
     report = write_report(out)
     total = time.perf_counter() - t_start
     say("")
-    say("test " + _format_scores(scores))
+    say(format_scores(scores))
     say(f"done in {total:.0f} s (data {data_s:.0f} s, training {summary['timings']['train_s']:.0f} s)")
     say(f"  run folder:  {out}")
     say(f"  checkpoint:  {summary['checkpoint']}")

@@ -64,7 +64,7 @@ def _plot_validation(epochs, path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     rows = [e for e in epochs if e.get("val")]
-    keys = [k for k in ("truth_rate", "BLEU-4", "CIDEr", "ROUGE-L") if rows and k in rows[0]["val"]]
+    keys = [k for k in ("truth_rate", "Bleu_4", "CIDEr", "ROUGE_L") if rows and k in rows[0]["val"]]
     if not keys:
         return False
     fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
@@ -163,14 +163,14 @@ def write_report(run_dir: str | Path) -> Path:
         ("checkpoint", str(ckpt.folder)),
         *[(f"time: {k}", f"{v} s") for k, v in timings.items()],
     ])
-    score_keys = ["truth_rate", "BLEU-1", "BLEU-4", "METEOR", "ROUGE-L", "CIDEr"]
+    score_keys = ["truth_rate", "Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr"]
     score_rows = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(e['scores'].get(k)))}</td>" for k in ("split", "method", "num_images"))
         + "".join(f"<td>{e['scores'][k]:.3f}</td>" if isinstance(e["scores"].get(k), (int, float)) else "<td>–</td>"
                   for k in score_keys) + "</tr>" for e in evals)
     scores = ("<table><tr><th>split</th><th>decoding</th><th>images</th>"
               + "".join(f"<th>{k}</th>" for k in score_keys) + f"</tr>{score_rows}</table>")
-    notes = sorted({n for e in evals for n in e["scores"].get("notes", [])})
+    notes = sorted({f"{m} not reported: {why}" for e in evals for m, why in e["scores"].get("omitted", {}).items()})
 
     shown = next((e for e in evals if e["scores"].get("method") == "greedy"), evals[0] if evals else None)
     cards = []

@@ -198,9 +198,9 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
         line = (f"epoch {solver.epoch}/{tc.num_epochs}  iter {solver.t}  "
                 f"train loss {rec['train_loss']:.4f}  lr {rec['learning_rate']:.2e}")
         val = rec.get("val", {})
-        for key in ("truth_rate", "BLEU-4", "CIDEr"):
+        for key, name in (("truth_rate", "truth"), ("Bleu_4", "BLEU-4"), ("CIDEr", "CIDEr")):
             if key in val:
-                line += f"  val {key} {val[key]:.3f}"
+                line += f"  val {name} {val[key]:.3f}"
         say(line)
         saved["ckpt"] = _save(run_dir, config, model, vocab, solver, data, history, tc.keep_checkpoints)
         saved["t"] = solver.t
@@ -214,7 +214,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
         model, data, update_rule=tc.update_rule, optim_config={"learning_rate": tc.learning_rate},
         lr_decay=tc.lr_decay, batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False,
         progress=progress, seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[on_epoch_end],
-        iteration_callbacks=[on_iteration])
+        **({"iteration_callbacks": [on_iteration]} if stop_after is not None else {}))
     if restored is not None:
         solver.load_state_dict(unpack(restored.checkpoint.documents["solver"],
                                       restored.checkpoint.arrays.get("solver", {})))
