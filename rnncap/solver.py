@@ -45,6 +45,7 @@ _DEFAULTS = {
     "grad_clip": None,
     "progress": False,
     "callbacks": (),
+    "iteration_callbacks": (),
 }
 _STATE_KEYS = ("t", "epoch", "loss_history", "optim_configs", "rng_state")
 
@@ -106,7 +107,9 @@ class CaptioningSolver:
                 optim_config (dict, copied per parameter), lr_decay (1.0), batch_size
                 (100), num_epochs (10), print_every (10), verbose (True), seed (None),
                 grad_clip (None: no clipping; else the global norm), progress (False),
-                callbacks (iterable of cb(solver), called at every epoch's end).
+                callbacks (iterable of cb(solver), called at every epoch's end),
+                iteration_callbacks (iterable of cb(solver), called after every iteration,
+                before the epoch's callbacks).
 
         Raises:
             ValueError: unknown keyword arguments, an unknown update rule, bad values,
@@ -129,8 +132,9 @@ class CaptioningSolver:
         if opts["grad_clip"] is not None and not (isinstance(opts["grad_clip"], (int, float)) and opts["grad_clip"] > 0):
             raise ValueError(f"grad_clip must be None or a positive number; got {opts['grad_clip']!r}")
         callbacks = tuple(opts["callbacks"])
-        if not all(callable(cb) for cb in callbacks):
-            raise ValueError("callbacks must be callables taking the solver")
+        iteration_callbacks = tuple(opts["iteration_callbacks"])
+        if not all(callable(cb) for cb in callbacks + iteration_callbacks):
+            raise ValueError("callbacks and iteration_callbacks must be callables taking the solver")
 
         self.model = model
         self.data = data
@@ -146,6 +150,7 @@ class CaptioningSolver:
         self.grad_clip = opts["grad_clip"]
         self.progress = bool(opts["progress"])
         self.callbacks = callbacks
+        self.iteration_callbacks = iteration_callbacks
         self.iterations_per_epoch = max(self._captions.shape[0] // self.batch_size, 1)
         self.num_iterations = self.num_epochs * self.iterations_per_epoch
         self._rng = np.random.default_rng(self.seed)
@@ -205,6 +210,8 @@ class CaptioningSolver:
                     bar.set_postfix(loss=f"{loss:.4f}", epoch=self.epoch, refresh=False)
                 elif self.verbose and (self.t - 1) % self.print_every == 0:
                     print(f"(Iteration {self.t} / {self.num_iterations}) loss: {loss:f}")
+                for cb in self.iteration_callbacks:
+                    cb(self)
                 if self.t % self.iterations_per_epoch == 0:
                     self.epoch += 1
                     for config in self.optim_configs.values():

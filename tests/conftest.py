@@ -1,1 +1,20 @@
-"""Shared test configuration."""
+"""Shared test fixtures: a tiny shapes dataset in Karpathy format, made once per session."""
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes(tmp_path_factory):
+    """Folder of a 60/20/20-image shapes dataset (PNG files + dataset.json, no features yet)."""
+    from rnncap.data import prepare_shapes
+
+    return prepare_shapes(tmp_path_factory.mktemp("shapes"), seed=1, num_train=60, num_val=20,
+                          num_test=20, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_train_flags():
+    """`rnncap train` flags for a model small enough to train in a second."""
+    return ["--cell", "lstm", "--hidden-dim", "16", "--wordvec-dim", "8", "--batch-size", "50",
+            "--val-images", "5", "--no-progress"]
+

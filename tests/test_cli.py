@@ -1,0 +1,137 @@
+"""The `rnncap` command end to end on a tiny dataset, and its errors."""
+
+import json
+
+import pytest
+
+from rnncap.cli import main
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_shapes, tiny_train_flags, tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    rc = main(["train", "--data", str(tiny_shapes), "--format", "karpathy", "--epochs", "2",
+               "--out", str(run), *tiny_train_flags])
+    assert rc == 0
+    return run
+
+
+def test_train_writes_run_folder(trained):
+    assert (trained / "checkpoints" / "latest").is_file()
+    lines = [json.loads(x) for x in (trained / "metrics.jsonl").read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2]
+    assert all(x["val"]["num_images"] == 5 and "Bleu_4" in x["val"] and "truth_rate" in x["val"]
+               for x in lines)
+
+
+def test_caption_image_files(trained, tiny_shapes, capsys):
+    images = sorted((tiny_shapes / "images" / "test").glob("*.png"))[:3]
+    assert main(["caption", str(trained), *map(str, images), "--json"]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [o["image"] for o in out] == [str(p) for p in images]
+    assert all(isinstance(o["caption"], str) for o in out)
+    assert main(["caption", str(trained), str(images[0]), "--method", "beam", "--beam-size", "2"]) == 0
+
+
+def test_caption_precomputed_features(trained, tmp_path, capsys):
+    import numpy as np
+
+    from rnncap.run import restore
+
+    feats = np.random.default_rng(0).standard_normal((2, restore(trained).model.params["W_proj"].shape[0]))
+    np.save(tmp_path / "f.npy", feats.astype(np.float32))
+    assert main(["caption", str(trained), "--features", str(tmp_path / "f.npy")]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+def test_evaluate_then_report(trained, tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["evaluate", str(trained), "--split", "test", "--no-meteor", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["scores"]["split"] == "test" and result["scores"]["method"] == "greedy"
+    assert result["scores"]["num_images"] == 20 == len(result["images"])
+    assert all("true" in rec and rec["references"] for rec in result["images"])
+    assert "test greedy (20 images)" in capsys.readouterr().out
+    (trained / "eval-test-greedy.json").write_text(out.read_text())
+    assert main(["report", str(trained)]) == 0
+    page = (trained / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 20
+    assert (trained / "loss.png").stat().st_size > 1000
+    assert result["images"][0]["caption"].replace("<", "&lt;") in page
+
+
+def test_resume_continues_and_extends(trained, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    assert main(["train", "--out", str(run), "--resume", "--epochs", "3", "--no-progress"]) == 0
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["epoch"] for x in lines] == [1, 2, 3]
+
+
+@pytest.mark.parametrize("command", ["demo", "train", "caption", "evaluate", "report"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main([command, "--help"])
+    assert stop.value.code == 0
+    assert "usage: rnncap " + command in capsys.readouterr().out
+
+
+def test_unknown_flag(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--out", "x", "--hiden-dim", "3"])
+    assert stop.value.code == 2
+    assert "unrecognized arguments: --hiden-dim" in capsys.readouterr().err
+
+
+def test_wrong_flag_type(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--out", "x", "--hidden-dim", "big"])
+    assert stop.value.code == 2
+    assert "--hidden-dim" in capsys.readouterr().err
+
+
+def test_missing_data_folder(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "r")]) == 1
+    assert f"data folder {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+
+
+def test_config_file_with_unknown_key(tmp_path, tiny_shapes, capsys):
+    cfg = tmp_path / "c.json"
+    cfg.write_text(json.dumps({"train": {"batchsize": 4}}))
+    assert main(["train", "--data", str(tiny_shapes), "--config", str(cfg), "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err
+    assert "c.json" in err and "batchsize" in err
+
+
+def test_resume_refuses_changed_hyperparameters(trained, capsys):
+    assert main(["train", "--out", str(trained), "--resume", "--lr", "0.1"]) == 1
+    assert "only --epochs may change" in capsys.readouterr().err
+
+
+def test_corrupt_checkpoint(trained, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained, run)
+    ckpt = run / "checkpoints" / (run / "checkpoints" / "latest").read_text()
+    weights = ckpt / "weights.npz"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert main(["caption", str(run), "--features", "x.npy"]) == 1
+    err = capsys.readouterr().err
+    assert "weights.npz" in err and "truncated" in err
+    assert "Traceback" not in err
+
+
+def test_image_that_is_not_an_image(trained, tmp_path, capsys):
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is text, not pixels")
+    assert main(["caption", str(trained), str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and "image" in err
+
+
+def test_missing_image(trained, tmp_path, capsys):
+    assert main(["caption", str(trained), str(tmp_path / "gone.png")]) == 1
+    assert "gone.png" in capsys.readouterr().err

@@ -1,0 +1,111 @@
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from rnncap.checkpoint import read_checkpoint
+from rnncap.config import RunConfig, with_overrides
+from rnncap.run import TrainingError, restore, train
+
+
+def _config(folder, **train):
+    return with_overrides(RunConfig(), {
+        "data": {"path": str(folder), "format": "karpathy"},
+        "model": {"cell_type": "lstm", "hidden_dim": 16, "wordvec_dim": 8, "image_every_step": True},
+        "train": {"batch_size": 40, "num_epochs": 3, "val_images": 0, "seed": 5, **train}})
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tiny_shapes):
+    from rnncap.data import load_data
+
+    return load_data(tiny_shapes, "karpathy")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_shapes, tiny_data, tmp_path_factory):
+    run = tmp_path_factory.mktemp("full")
+    summary = train(_config(tiny_shapes), run, progress=False, data=tiny_data)
+    return run, summary
+
+
+def test_uninterrupted_run_writes_checkpoints_and_metrics(uninterrupted):
+    run, summary = uninterrupted
+    assert summary["status"] == "finished"
+    assert summary["iterations"] == summary["num_iterations"] == 3 * (300 // 40)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    r = restore(run)
+    assert r.checkpoint.documents["info"]["iteration"] == summary["iterations"]
+
+
+@pytest.mark.parametrize("stop_at", [3, 7, 10])  # mid-epoch, at an epoch end, mid-epoch
+def test_interrupted_then_resumed_equals_uninterrupted(tiny_shapes, tiny_data, uninterrupted,
+                                                       tmp_path, stop_at):
+    full_run, _ = uninterrupted
+    first = train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data, stop_after=stop_at)
+    assert first["status"] == "interrupted" and first["iterations"] == stop_at
+    second = train(_config(tiny_shapes), tmp_path, resume=True, progress=False, data=tiny_data)
+    assert second["status"] == "finished"
+    a, b = restore(full_run), restore(tmp_path)
+    for k in a.model.params:
+        assert np.array_equal(a.model.params[k], b.model.params[k]), k
+    sa = read_checkpoint(full_run).documents["solver"]
+    sb = read_checkpoint(tmp_path).documents["solver"]
+    assert sa["loss_history"] == sb["loss_history"]
+    assert sa["rng_state"] == sb["rng_state"]
+
+
+def test_sigint_saves_a_checkpoint_and_resume_matches(tiny_shapes, tiny_data, uninterrupted,
+                                                      tmp_path, monkeypatch):
+    from rnncap.model import CaptioningRNN
+
+    calls = {"n": 0}
+    real_loss = CaptioningRNN.loss
+
+    def loss_then_ctrl_c(self, features, captions):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C mid-iteration
+        return real_loss(self, features, captions)
+
+    monkeypatch.setattr(CaptioningRNN, "loss", loss_then_ctrl_c)
+    first = train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data)
+    assert first["status"] == "interrupted" and first["iterations"] == 4
+    monkeypatch.setattr(CaptioningRNN, "loss", real_loss)
+    train(_config(tiny_shapes), tmp_path, resume=True, progress=False, data=tiny_data)
+    a, b = restore(uninterrupted[0]), restore(tmp_path)
+    for k in a.model.params:
+        assert np.array_equal(a.model.params[k], b.model.params[k]), k
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_shapes, tiny_data, tmp_path, monkeypatch):
+    from rnncap.model import CaptioningRNN
+
+    calls = {"n": 0}
+    real_loss = CaptioningRNN.loss
+
+    def loss_goes_nan(self, features, captions):
+        calls["n"] += 1
+        loss, grads = real_loss(self, features, captions)
+        return (float("nan"), grads) if calls["n"] == 9 else (loss, grads)
+
+    monkeypatch.setattr(CaptioningRNN, "loss", loss_goes_nan)
+    with pytest.raises(TrainingError, match="last good checkpoint"):
+        train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data)
+    r = restore(tmp_path)
+    assert r.checkpoint.documents["info"]["iteration"] == 7  # the epoch-1 checkpoint
+    assert all(np.isfinite(v).all() for v in r.model.params.values())
+
+
+def test_existing_run_needs_resume(uninterrupted, tiny_shapes, tiny_data):
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(_config(tiny_shapes), uninterrupted[0], progress=False, data=tiny_data)
+
+
+def test_resume_with_other_data_is_refused(tiny_shapes, tmp_path, tiny_data):
+    train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data, stop_after=2)
+    other = dict(tiny_data, vocab=type(tiny_data["vocab"])(tiny_data["vocab"].idx_to_word[:-1]))
+    with pytest.raises(ValueError, match="vocabulary differs"):
+        train(_config(tiny_shapes), tmp_path, resume=True, progress=False, data=other)
