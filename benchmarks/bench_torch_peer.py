@@ -165,6 +165,14 @@ def train_flops(N, T, V, W, H, D, G):
     return fwd + bwd
 
 
+def packed_train_flops(lengths, V, W, H, D, G):
+    """`train_flops` counting only positions up to each row's last target (what a
+    padding-free implementation must compute; the padding's share is all skippable)."""
+    N, P = len(lengths), int(np.sum(lengths))
+    per_pos = W * G + H * G + H * V
+    return 2 * N * D * H * 2 + 2 * P * per_pos * 3
+
+
 def greedy_flops(N, steps, V, W, H, D, G):
     """Matrix-product FLOPs of decoding N rows for `steps` steps: image projection once,
     then per step the input projection, the recurrent product and the vocabulary."""
@@ -221,6 +229,19 @@ def make_torch_peer(torch, model):
                 scores.reshape(-1, s["V"]), captions[:, 1:].reshape(-1),
                 ignore_index=NULL, reduction="sum") / N
 
+        def forward_packed(self, features, captions, lengths):
+            """The same loss with PyTorch's PackedSequence: padding never computed.
+            lengths: (N,) int64 CPU tensor, one past each row's last non-<NULL> target
+            (all >= 1 here)."""
+            pack = torch.nn.utils.rnn.pack_padded_sequence
+            N = captions.shape[0]
+            x = pack(self.embed(captions[:, :-1]), lengths, batch_first=True,
+                     enforce_sorted=False)
+            h, _ = self.rnn(x, self.initial(features))  # hx is permuted by PyTorch
+            y = pack(captions[:, 1:], lengths, batch_first=True, enforce_sorted=False)
+            return torch.nn.functional.cross_entropy(
+                self.vocab(h.data), y.data, ignore_index=NULL, reduction="sum") / N
+
     peer = Peer()
     perm = _gate_perm(cell, s["H"])
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
@@ -253,12 +274,21 @@ def torch_grads_as_rnncap(peer, cell):
     }
 
 
-def torch_train_step(torch, peer, features, captions):
+def torch_train_step(torch, peer, features, captions, lengths=None):
+    """Zero the gradients (set to None), loss, backward; packed when lengths is given."""
     for prm in peer.parameters():
         prm.grad = None
-    loss = peer(features, captions)
+    loss = peer(features, captions) if lengths is None else \
+        peer.forward_packed(features, captions, lengths)
     loss.backward()
     return loss
+
+
+def target_lengths(captions):
+    """One past the last non-<NULL> target of every row: the positions that matter."""
+    mask = captions[:, 1:] != NULL
+    T = mask.shape[1]
+    return np.where(mask.any(axis=1), T - np.argmax(mask[:, ::-1], axis=1), 0)
 
 
 def torch_greedy(torch, peer, features, steps):
@@ -385,11 +415,18 @@ def bench_cell(torch, cell, args, gemm):
     if "train" in args.only:
         features, captions = make_batch(rng, s["N"], s["T"], s["V"], s["D"])
         tf, tc = torch.from_numpy(features), torch.from_numpy(captions)
+        lengths = target_lengths(captions)
+        tl = torch.from_numpy(lengths.astype(np.int64))
         loss, grads = model.loss(features, captions)
         tloss = torch_train_step(torch, peer, tf, tc)
         tgrads = torch_grads_as_rnncap(peer, cell)
+        tloss_packed = torch_train_step(torch, peer, tf, tc, tl)
+        tgrads_packed = torch_grads_as_rnncap(peer, cell)
         check = {"loss_rnncap": loss, "loss_torch": tloss.item(),
+                 "loss_torch_packed": tloss_packed.item(),
                  "grad_rel_error_max": max(rel_error(grads[k], tgrads[k]) for k in grads),
+                 "grad_rel_error_max_packed": max(rel_error(grads[k], tgrads_packed[k])
+                                                  for k in grads),
                  "grad_dtypes": sorted({str(g.dtype) for g in grads.values()})}
         flops = train_flops(s["N"], s["T"], s["V"], s["W"], s["H"], s["D"], G)
         times = interleaved({
@@ -397,8 +434,18 @@ def bench_cell(torch, cell, args, gemm):
             "gemm_torch": torch_gemm,
             "rnncap": lambda: model.loss(features, captions),
             "torch": lambda: torch_train_step(torch, peer, tf, tc),
+            "torch_packed": lambda: torch_train_step(torch, peer, tf, tc, tl),
         }, args.reps)
         res["train"] = _report(times, flops, gemm_flop, check)
+        packed = packed_train_flops(lengths, s["V"], s["W"], s["H"], s["D"], G)
+        t_ours = res["train"]["rnncap"]["median_s"]
+        res["train"].update({
+            "padding_share": 1 - lengths.sum() / lengths.size / s["T"],
+            "gflop_packed": packed / 1e9,
+            "rnncap_gflops_packed": packed / t_ours / 1e9,
+            "rnncap_share_of_gemm_packed": packed / t_ours / 1e9 / res["train"]["gemm_numpy_gflops"],
+            "speedup_vs_torch_packed": res["train"]["torch_packed"]["median_s"] / t_ours,
+        })
 
     if "greedy" in args.only or "beam" in args.only:
         from rnncap.decode import beam_search
@@ -476,8 +523,17 @@ def print_table(results):
             print(f"{r['cell']:5} {item:7} {a:>10} {b:>10} {x['speedup_vs_torch']:7.2f}x "
                   f"{x['rnncap_gflops']:11.1f} {x['torch_gflops']:10.1f} "
                   f"{x['gemm_numpy_gflops']:9.1f} {x['rnncap_share_of_gemm']:6.0%}  {check}")
-    print("(train: median time of one step; decode: captions per second; share = rnncap's "
-          "GFLOP/s over NumPy's float32 GEMM rate measured in the same rounds)")
+    for r in results:
+        x = r.get("train")
+        if x:
+            print(f"{r['cell']:5} train, padding-free count ({x['padding_share']:.0%} of positions "
+                  f"are padding): {x['gflop_packed']:.2f} of {x['gflop']:.2f} GFLOP -> rnncap "
+                  f"{x['rnncap_gflops_packed']:.1f} GFLOP/s = {x['rnncap_share_of_gemm_packed']:.0%} "
+                  f"of GEMM; torch with PackedSequence {x['torch_packed']['median_s'] * 1e3:.1f}ms "
+                  f"(rnncap {x['speedup_vs_torch_packed']:.2f}x faster)")
+    print("(train: median time of one step; decode: captions per second; GF/s counts the "
+          "matrix products of the padded batch, the same for both; share = rnncap's GFLOP/s "
+          "over NumPy's float32 GEMM rate measured in the same rounds)")
 
 
 def main(argv=None):
