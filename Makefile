@@ -16,11 +16,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/rnncap demo
 
+# Two test processes, one BLAS thread each: on 2 cores this beats one process with two BLAS
+# threads, and stays fast when the machine is shared (oversubscribed BLAS threads spin).
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2
 
 test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow
+	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m slow
 
 clean:
 	rm -rf $(VENV) .cache runs *.egg-info .pytest_cache
