@@ -205,6 +205,6 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
 DEMO = RunConfig(
     data=DataConfig(format="shapes"),
     model=ModelConfig(cell_type="lstm", wordvec_dim=128, hidden_dim=256, image_every_step=True),
-    train=TrainConfig(update_rule="adam", learning_rate=4e-3, lr_decay=0.9, batch_size=64,
-                      num_epochs=6, grad_clip=5.0, val_images=200),
+    train=TrainConfig(update_rule="adam", learning_rate=4e-3, lr_decay=0.8, batch_size=64,
+                      num_epochs=3, grad_clip=5.0, val_images=200),
 )
