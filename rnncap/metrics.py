@@ -28,9 +28,12 @@ numbers, each result labelled with its split, decoding method and image count.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
+import sys
+import tempfile
 import warnings
 
 __all__ = ["evaluate_captions", "python_tokenize", "ptb_tokenize", "format_scores",
@@ -132,11 +135,32 @@ def ptb_tokenize(captions_by_image: dict) -> dict:
     # (\r, \u2028, ...) would shift every later caption onto the wrong image.
     wrapped = {k: [{"caption": " ".join(c.split())} for c in v]
                for k, v in captions_by_image.items()}
-    out = PTBTokenizer().tokenize(wrapped)
+    with _captured_stderr() as captured:  # the JVM reports "PTBTokenizer tokenized N tokens" there
+        try:
+            out = PTBTokenizer().tokenize(wrapped)
+        except Exception as err:
+            raise RuntimeError(f"the Java PTB tokenizer failed: {err}; "
+                               f"it said: {captured.read().strip() or 'nothing'}") from err
     if any(len(out.get(k, [])) != len(v) for k, v in captions_by_image.items()):
         raise RuntimeError("the PTB tokenizer returned a different number of captions than "
                            "it was given; refusing to score misaligned captions")
     return out
+
+
+@contextlib.contextmanager
+def _captured_stderr():
+    """Send this process's file descriptor 2 (and so a child JVM's stderr) to a temporary file."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield tmp
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
 
 
 def _java_usable() -> bool:
