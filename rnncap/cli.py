@@ -232,7 +232,7 @@ def _cmd_demo(args) -> int:
     say(f"      {n_img} images, {len(data['train_captions'])} training captions, "
         f"vocabulary {len(data['idx_to_word'])}, features {data['train_features'].shape[1]}-d ({data_s:.1f} s)")
     m = config.model
-    say(f"[2/4] training a {m.cell_type.upper()} (hidden {m.hidden_dim}, image at every step: "
+    say(f"[2/4] training {'an' if m.cell_type == 'lstm' else 'a'} {m.cell_type.upper()} (hidden {m.hidden_dim}, image at every step: "
         f"{m.image_every_step}) for {config.train.num_epochs} epochs")
     summary = train(config, out, progress=progress, data=data)
     if summary["status"] != "finished":
