@@ -10,6 +10,8 @@ ones do; ids follow a Zipf law.
 
 Run:  .venv/bin/python benchmarks/bench_step.py [--repeats 20] [--image-every-step]
 Noise: other processes on the machine slow some runs; compare medians on a quiet box.
+The process CPU time is printed too: with OPENBLAS_NUM_THREADS=1 it is the single-core
+compute cost, which busy neighbours barely change.
 """
 
 from __future__ import annotations
@@ -43,13 +45,14 @@ def make_batch(rng):
 def time_step(model, features, captions, warmup, repeats):
     for _ in range(warmup):
         model.loss(features, captions)
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         loss, grads = model.loss(features, captions)
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
     assert all(g.dtype == np.float32 for g in grads.values())
-    return times
+    return times, cpu
 
 
 def main():
@@ -68,9 +71,10 @@ def main():
     for cell in ("rnn", "lstm"):
         model = CaptioningRNN(word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell,
                               dtype=np.float32, seed=0, image_every_step=args.image_every_step)
-        times = time_step(model, features, captions, args.warmup, args.repeats)
-        print(f"{cell:4s}  median {statistics.median(times) * 1e3:7.1f} ms   "
-              f"min {min(times) * 1e3:7.1f} ms   max {max(times) * 1e3:7.1f} ms")
+        times, cpu = time_step(model, features, captions, args.warmup, args.repeats)
+        print(f"{cell:4s}  wall: median {statistics.median(times) * 1e3:7.1f} ms   "
+              f"min {min(times) * 1e3:7.1f} ms   max {max(times) * 1e3:7.1f} ms   "
+              f"| CPU time (all threads): median {statistics.median(cpu) * 1e3:7.1f} ms")
 
 
 if __name__ == "__main__":
