@@ -1,0 +1,98 @@
+"""CPU time of one training step, word level against character level (study 2's time budget).
+
+A training step is exactly what `CaptioningSolver._step` does: a minibatch of 64 captions,
+`model.loss` (forward and backward through every time step), global-norm clipping and an Adam
+update of every parameter. Its cost depends only on the array shapes (N, T, V, W, H, D), not on
+which tokens are in the captions (masked steps are computed like any other), so the captions here
+are random ids with the shapes the shapes dataset gives: T = 15 + 2 words (V = 52) or 80 + 2
+characters (V = 28). The vocabulary sizes are arguments so that the numbers can be rechecked
+against the real data's (study 2 prints them from the checkpoints).
+
+Time is `time.process_time()` of this process with one BLAS thread: the machine is shared, so wall
+time is noisy; CPU time is what the budget is matched on.
+
+    OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/studies/step_time.py
+
+This script does not know the data files or the training CLI; it only times the model and solver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+from rnncap.model import CaptioningRNN
+from rnncap.solver import CaptioningSolver
+
+
+def vocabulary(size: int) -> dict:
+    """A word_to_idx of `size` entries with rnncap's special ids first."""
+    words = ["<NULL>", "<START>", "<END>", "<UNK>"] + [f"w{i}" for i in range(size - 4)]
+    return {w: i for i, w in enumerate(words)}
+
+
+def time_steps(V: int, T: int, *, steps: int, reps: int, cell: str, H: int, W: int, D: int,
+               batch: int, seed: int = 0) -> dict:
+    """Median CPU seconds per training step over `reps` runs of `steps` steps (after a warm-up)."""
+    rng = np.random.default_rng(seed)
+    M = batch * steps
+    data = {"train_captions": rng.integers(4, V, size=(M, T)).astype(np.int32),
+            "train_image_idxs": rng.integers(0, 100, size=M).astype(np.int32),
+            "train_features": rng.standard_normal((100, D)).astype(np.float32)}
+    data["train_captions"][:, 0] = 1
+    data["train_captions"][:, -1] = 2
+    model = CaptioningRNN(vocabulary(V), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell,
+                          dtype=np.float32, seed=seed, image_every_step=True)
+    per_step = []
+    for r in range(reps + 1):
+        solver = CaptioningSolver(model, data, update_rule="adam",
+                                  optim_config={"learning_rate": 5e-3}, batch_size=batch,
+                                  num_epochs=1, grad_clip=5.0, verbose=False, seed=r)
+        t0 = time.process_time()
+        solver.train()
+        dt = (time.process_time() - t0) / steps
+        if r:  # the first run warms caches and allocators
+            per_step.append(dt)
+    params = {k: int(v.size) for k, v in model.params.items()}
+    return {"V": V, "T": T, "cpu_s_per_step": float(np.median(per_step)),
+            "cpu_s_per_step_runs": [round(x, 5) for x in per_step],
+            "params": params, "total_params": sum(params.values())}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--word-vocab", type=int, default=52)
+    p.add_argument("--char-vocab", type=int, default=28)
+    p.add_argument("--word-T", type=int, default=17, help="caption columns: 15 words + 2")
+    p.add_argument("--char-T", type=int, default=82, help="caption columns: 80 characters + 2")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--reps", type=int, default=3)
+    p.add_argument("--cell", default="lstm")
+    p.add_argument("--hidden-dim", type=int, default=256)
+    p.add_argument("--wordvec-dim", type=int, default=128)
+    p.add_argument("--input-dim", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--out", help="also write the results to this JSON file")
+    a = p.parse_args()
+    common = dict(steps=a.steps, reps=a.reps, cell=a.cell, H=a.hidden_dim, W=a.wordvec_dim,
+                  D=a.input_dim, batch=a.batch_size)
+    word = time_steps(a.word_vocab, a.word_T, **common)
+    char = time_steps(a.char_vocab, a.char_T, **common)
+    result = {"word": word, "char": char, "ratio_char_over_word": char["cpu_s_per_step"] / word["cpu_s_per_step"]}
+    for name, r in (("word", word), ("char", char)):
+        print(f"{name}: V={r['V']} T={r['T']}  {1e3 * r['cpu_s_per_step']:.1f} ms CPU per step "
+              f"(runs {r['cpu_s_per_step_runs']})  params {r['total_params']:,}")
+    print(f"char / word CPU per step: {result['ratio_char_over_word']:.2f}")
+    if a.out:
+        with open(a.out + ".tmp", "w") as f:
+            json.dump(result, f, indent=1)
+        import os
+
+        os.replace(a.out + ".tmp", a.out)
+
+
+if __name__ == "__main__":
+    main()
