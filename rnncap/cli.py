@@ -38,6 +38,7 @@ _CHOICES = {("data", "format"): cfg.FORMATS, ("data", "level"): cfg.LEVELS,
             ("model", "cell_type"): cfg.CELLS, ("model", "dtype"): cfg.DTYPES,
             ("train", "update_rule"): cfg.UPDATE_RULES}
 _DEMO_MARK = ".rnncap-demo"
+SHAPES_CACHE = ".cache/rnncap/shapes"
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -132,6 +133,10 @@ def _cmd_train(args) -> int:
             raise cfg.ConfigError("--resume continues with the checkpoint's own config; only --epochs may "
                                   "change (got " + ", ".join(sorted(f"{p}.{k}" for p, k in extra) or ["--config"]) + ")")
     config = cfg.with_overrides(config, overrides)
+    if not args.resume and config.data.path is None:
+        if config.data.format != "shapes":
+            raise cfg.ConfigError("--data PATH is required (or --format shapes for the built-in dataset)")
+        config = cfg.with_overrides(config, {"data": {"path": SHAPES_CACHE}})
     if not args.resume and not Path(config.data.path).exists() and config.data.format != "shapes":
         raise FileNotFoundError(f"data folder {config.data.path} does not exist")
     summary = train(config, args.out, resume=args.resume, progress=not args.no_progress)

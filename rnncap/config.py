@@ -44,7 +44,9 @@ class ConfigError(ValueError):
 class DataConfig:
     """Where the data is and how captions become token arrays."""
 
-    path: str = field(default=".cache/rnncap/shapes", metadata={"help": 'data folder; for --format shapes, the cache folder the dataset is generated into'})
+    path: str | None = field(default=None, metadata={
+        "help": "data folder; with --format shapes, the cache folder the built-in dataset is "
+                "generated into (default there: .cache/rnncap/shapes)"})
     format: str | None = field(default=None, metadata={"help": 'data format; default: detect from the folder'})
     level: str = field(default="word", metadata={"help": "caption tokens: 'word' or 'char'"})
     max_length: int | None = field(default=None, metadata={"help": "tokens between <START> and <END>; default: the loader's (15 words, 80 characters)"})
