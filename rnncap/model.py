@@ -10,8 +10,11 @@ H' is H for the RNN and 4H for the LSTM (gates i, f, o, g). With `image_every_st
 the input pre-activation of every step; it is computed once per batch, not per step.
 
 Training uses `loss()`, which runs whole sequences (one Python loop, over time, inside
-the recurrence). Decoding uses `init_state()` and `step()`, so greedy, sampling and beam
-search (rnncap.decode) never need to know the cell type: the state is a tuple of arrays
+the recurrence) on a packed batch (rnncap.layers.packing): the <NULL> padding after each
+caption's last target reaches no loss, so no layer computes it, and every step works on
+one contiguous block of rows (docs/performance.md measures what that buys). Decoding
+uses `init_state()` and `step()`, so greedy, sampling and beam search (rnncap.decode)
+never need to know the cell type: the state is a tuple of arrays
 whose leading axis is the batch, and a decoder may reorder it by fancy indexing.
 
 This module knows the layers and the vocabulary's special ids (<NULL>, <START>, <END>).
@@ -26,18 +29,21 @@ from collections.abc import Mapping
 import numpy as np
 
 from rnncap.layers import (
+    add_to_every_step,
     affine_backward,
     affine_forward,
     log_softmax,
-    lstm_recurrence_backward,
-    lstm_recurrence_forward,
+    lstm_packed_backward,
+    lstm_packed_forward,
     lstm_step_forward,
-    rnn_recurrence_backward,
-    rnn_recurrence_forward,
+    masked_softmax_loss,
+    pack,
+    pack_layout,
+    rnn_packed_backward,
+    rnn_packed_forward,
     rnn_step_forward,
-    temporal_affine_backward,
-    temporal_affine_forward,
-    temporal_softmax_loss,
+    sum_over_steps,
+    unsort_rows,
     word_embedding_backward,
     word_embedding_forward,
 )
@@ -45,8 +51,8 @@ from rnncap.layers import (
 CELL_TYPES = ("rnn", "lstm")
 _GATES = {"rnn": 1, "lstm": 4}
 _RECURRENCE = {
-    "rnn": (rnn_recurrence_forward, rnn_recurrence_backward),
-    "lstm": (lstm_recurrence_forward, lstm_recurrence_backward),
+    "rnn": (rnn_packed_forward, rnn_packed_backward),
+    "lstm": (lstm_packed_forward, lstm_packed_backward),
 }
 SPECIAL_TOKENS = ("<NULL>", "<START>", "<END>")
 
@@ -223,28 +229,38 @@ class CaptioningRNN:
         """
         features = self._check_features(features)
         captions = self._check_captions(captions, features.shape[0])
+        N = features.shape[0]
         p = self.params
         rec_forward, rec_backward = _RECURRENCE[self.cell_type]
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
-        mask = captions_out != self._null  # (N, T)
+        # Pack: drop the padding after each caption's last target, rows longest first,
+        # time-major (rnncap.layers.packing). Every layer below then sees P <= N*T rows.
+        layout = pack_layout(captions_out != self._null)
+        words_in = pack(captions_in, layout)  # (P,)
+        targets = pack(captions_out, layout)  # (P,)
 
-        h0, proj_cache = affine_forward(features, p["W_proj"], p["b_proj"])  # (N, H)
-        x, embed_cache = word_embedding_forward(captions_in, p["W_embed"])  # (N, T, W)
-        a_x, in_cache = temporal_affine_forward(x, p["Wx"], p["b"])  # (N, T, H'), all steps
+        h0 = (features @ p["W_proj"] + p["b_proj"])[layout.order]  # (N, H), sorted like the rows
+        x, embed_cache = word_embedding_forward(words_in, p["W_embed"])  # (P, W)
+        a_x, in_cache = affine_forward(x, p["Wx"], p["b"])  # (P, H'), all steps at once
         if self.image_every_step:
-            a_x += (features @ p["W_img"])[:, None, :]  # once per batch, broadcast over T
-        h, rec_cache = rec_forward(a_x, h0, p["Wh"])  # (N, T, H): the only loop over time
-        scores, out_cache = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, T, V)
-        loss, dscores = temporal_softmax_loss(scores, captions_out, mask)
+            img = features[layout.order] @ p["W_img"]  # (N, H'), once per batch
+            add_to_every_step(a_x, img, layout)
+        h, rec_cache = rec_forward(a_x, h0, p["Wh"], layout.batch_sizes)  # (P, H)
+        scores, out_cache = affine_forward(h, p["W_vocab"], p["b_vocab"])  # (P, V)
+        loss, dscores = masked_softmax_loss(scores, targets, targets != self._null, N,
+                                            overwrite_x=True)
 
         grads = {}
-        dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, out_cache)
+        dh, grads["W_vocab"], grads["b_vocab"] = affine_backward(dscores, out_cache)
         da_x, dh0, grads["Wh"] = rec_backward(dh, rec_cache)
-        dx, grads["Wx"], grads["b"] = temporal_affine_backward(da_x, in_cache)
-        if self.image_every_step:
-            grads["W_img"] = features.T @ da_x.sum(axis=1)  # (D, H'): summed over time
+        dx, grads["Wx"], grads["b"] = affine_backward(da_x, in_cache)
+        if self.image_every_step:  # (D, H'): summed over every row's steps
+            grads["W_img"] = features[layout.order].T @ sum_over_steps(da_x, layout, N)
         grads["W_embed"] = word_embedding_backward(dx, embed_cache)
-        _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, proj_cache)
+        dh0 = unsort_rows(dh0, layout)  # (N, H); zero for captions with no target
+        # The features are not learned: only the weight gradients of the projection.
+        grads["W_proj"] = features.T @ dh0  # (D, H)
+        grads["b_proj"] = dh0.sum(axis=0)
         return loss, {k: grads[k] for k in p}
 
     # ------------------------------------------------------------------ decoding

@@ -38,8 +38,9 @@ def affine_forward(x, w, b):
     Returns:
         (out, cache): out has shape (N, M); cache is an `AffineCache`.
     """
-    x2 = x.reshape(x.shape[0], -1)  # (N, D)
-    out = x2 @ w + b  # (N, M)
+    x2 = x.reshape(x.shape[0], w.shape[0])  # (N, D); explicit D also works for N = 0
+    out = x2 @ w  # (N, M)
+    out += b
     return out, AffineCache(x2, w, x.shape)
 
 

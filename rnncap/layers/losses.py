@@ -9,6 +9,9 @@ array operation over a (N*T, V) view, never a loop over time. Two choices matter
 * masked positions (the <NULL> padding after <END>) get exactly zero loss and exactly
   zero gradient, whatever their scores.
 
+`masked_softmax_loss` does the same on rows in any order (the model's packed positions),
+optionally reusing the scores' memory for the gradient.
+
 The softmax subtracts each row's maximum before exponentiating, so scores of any
 magnitude neither overflow nor underflow to log(0). This module does not know which id
 is <NULL>: the caller builds the mask.
@@ -19,18 +22,54 @@ from __future__ import annotations
 import numpy as np
 
 
-def log_softmax(x, axis=-1):
+def log_softmax(x, axis=-1, out=None):
     """Numerically stable log(softmax(x)) along one axis.
 
     Args:
         x: scores of any shape, e.g. (N, V).
         axis: the axis that sums to one after exponentiating.
+        out: optional array of x's shape and dtype for the result; `out=x` works in
+            place (decoding does this with its fresh scores: no (N, V) temporaries
+            beyond one for the exponentials).
 
     Returns:
-        Log-probabilities, same shape and dtype as x.
+        Log-probabilities, same shape and dtype as x (`out` if given).
     """
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    out = np.subtract(x, x.max(axis=axis, keepdims=True), out=out)  # max is 0 now
+    out -= np.log(np.exp(out).sum(axis=axis, keepdims=True))
+    return out
+
+
+def masked_softmax_loss(x, y, mask, divisor, overwrite_x=False):
+    """Softmax cross-entropy over the rows of x, summed where mask is True, / divisor.
+
+        loss = -(1/divisor) * sum_m mask[m] * log softmax(x[m])[y[m]]
+
+    The work of `temporal_softmax_loss`, on rows in any order (e.g. packed positions).
+    Five passes over x and no (M, V) temporary when `overwrite_x` is set.
+
+    Args:
+        x: scores, shape (M, V).
+        y: target ids in [0, V), shape (M,).
+        mask: which rows count, bool shape (M,).
+        divisor: what the sum is divided by (the batch size N for captions).
+        overwrite_x: reuse x's memory for the gradient (x is destroyed).
+
+    Returns:
+        (loss, dx): loss is a Python float; dx has the shape and dtype of x and is
+        exactly zero in masked rows.
+    """
+    M = x.shape[0]
+    rows = np.arange(M)
+    dx = np.subtract(x, x.max(axis=1, keepdims=True), out=x if overwrite_x else None)
+    target = dx[rows, y]  # (M,) shifted target scores
+    np.exp(dx, out=dx)
+    z = dx.sum(axis=1)  # (M,), in [1, V]
+    loss = -float((target - np.log(z))[mask].sum()) / divisor
+    weight = mask.astype(x.dtype) / x.dtype.type(divisor)  # (M,), 0 where masked
+    dx *= (weight / z)[:, None]  # softmax probabilities times the row's weight
+    dx[rows, y] -= weight
+    return loss, dx
 
 
 def temporal_softmax_loss(x, y, mask, verbose=False):
@@ -49,21 +88,8 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
         exactly zero at masked positions.
     """
     N, T, V = x.shape
-    flat = x.reshape(N * T, V)
-    rows = np.arange(N * T)
-    y_flat = y.reshape(N * T)
-    m = mask.reshape(N * T)
-
-    shifted = flat - flat.max(axis=1, keepdims=True)  # (N*T, V), max is 0 per row
-    e = np.exp(shifted)
-    z = e.sum(axis=1)  # (N*T,), in [1, V]
-    target_logp = shifted[rows, y_flat] - np.log(z)  # (N*T,)
-    loss = -float(target_logp[m].sum()) / N
-
-    dx = e
-    dx /= z[:, None]  # softmax probabilities, in place
-    dx[rows, y_flat] -= 1
-    dx *= (m.astype(x.dtype) / x.dtype.type(N))[:, None]  # zero rows where masked
+    loss, dx = masked_softmax_loss(x.reshape(N * T, V), y.reshape(N * T),
+                                   np.asarray(mask, dtype=bool).reshape(N * T), N)
     if verbose:
         print("dx_flat:", dx.shape)
     return loss, dx.reshape(N, T, V)

@@ -7,14 +7,16 @@ The sequence functions are built for speed from two pieces:
 
 * the input projection `x_t Wx + b` does not depend on the recurrence, so it is ONE
   `temporal_affine_forward` over all N*T positions;
-* `rnn_recurrence_forward/backward` is the pure recurrence on a precomputed input
-  pre-activation `a_x` (N, T, H). It is the only place with a Python loop over time,
-  and the loop holds only what the recurrence forces (one (N, H) x (H, H) product and
-  one tanh per step). tanh' = 1 - tanh^2 is computed for all steps at once, and dWh,
-  summed over time, is one matrix product after the loop.
+* `rnn_packed_forward/backward` is the pure recurrence on a precomputed input
+  pre-activation, over packed sequences (rnncap.layers.packing: time-major, padding
+  dropped, each step one contiguous block). It is the only place with a Python loop
+  over time, and the loop holds only what the recurrence forces (one (n_t, H) x (H, H)
+  product, one add and one tanh per step, written in place). dWh, summed over time,
+  is one matrix product after the loop. `rnn_recurrence_forward/backward` are the
+  same recurrence on a padded (N, T, H) batch, every row alive at every step.
 
 Splitting them lets the model add other terms to `a_x` (e.g. an image term at every
-step) without a second copy of the recurrence. This module does not know about words,
+step) and skip padded positions without a second copy of the recurrence. This module does not know about words,
 images or vocabularies, and keeps no state.
 """
 
@@ -29,6 +31,7 @@ from rnncap.layers.affine import (
     temporal_affine_backward,
     temporal_affine_forward,
 )
+from rnncap.layers.packing import batch_major, previous_states, time_major
 
 
 class RNNStepCache(NamedTuple):
@@ -79,19 +82,94 @@ def rnn_step_backward(dnext_h, cache):
 
 
 class RNNRecurrenceCache(NamedTuple):
-    """What `rnn_recurrence_backward` needs."""
+    """What `rnn_packed_backward` (and `rnn_recurrence_backward`) needs."""
 
-    h0: np.ndarray  # (N, H)
+    h0: np.ndarray  # (N0, H), the initial states, sorted like the packed rows
     Wh: np.ndarray  # (H, H)
-    h: np.ndarray  # (N, T, H), the hidden states of every step
+    h: np.ndarray  # (P, H), the packed hidden states of every step
+    batch_sizes: np.ndarray  # (T,), rows alive at each step, non-increasing
+
+
+def rnn_packed_forward(a_x, h0, Wh, batch_sizes):
+    """The recurrence h_t = tanh(a_x_t + h_{t-1} Wh) over packed sequences.
+
+    Packed layout (rnncap.layers.packing): step t's rows are the block of
+    `batch_sizes[t]` rows after those of steps 0..t-1; the rows alive at step t are
+    the first `batch_sizes[t]` of step t-1. Per step: one (n_t, H) x (H, H) product,
+    one add, one tanh, all on contiguous blocks and written straight into h.
+
+    Args:
+        a_x: input pre-activation of every packed position (x_t Wx + b, plus any
+            other term that does not depend on h), shape (P, H). Not modified.
+        h0: initial hidden states, shape (N0, H), N0 >= batch_sizes[0].
+        Wh: hidden-to-hidden weights, shape (H, H).
+        batch_sizes: (T,) non-increasing ints summing to P.
+
+    Returns:
+        (h, cache): h has shape (P, H); cache is an `RNNRecurrenceCache`.
+    """
+    P, H = a_x.shape
+    dtype = np.result_type(a_x, h0, Wh)
+    h = np.empty((P, H), dtype=dtype)
+    tmp = np.empty((int(batch_sizes[0]) if len(batch_sizes) else 0, H), dtype=dtype)
+    prev_h, start = h0, 0
+    for n in batch_sizes:
+        h_t = h[start : start + n]
+        np.matmul(prev_h[:n], Wh, out=tmp[:n])  # (n, H)
+        np.add(tmp[:n], a_x[start : start + n], out=h_t)
+        prev_h = np.tanh(h_t, out=h_t)
+        start += n
+    return h, RNNRecurrenceCache(h0, Wh, h, np.asarray(batch_sizes))
+
+
+def rnn_packed_backward(dh, cache):
+    """Backpropagation through time for `rnn_packed_forward`.
+
+    The gradient reaching h_t is the loss's own dh_t PLUS what flows back from step
+    t+1 through Wh (only for the rows still alive at t+1). dWh, summed over time, is
+    one product of the packed previous states with the packed da after the loop.
+
+    Args:
+        dh: gradient of the loss w.r.t. every packed hidden state, shape (P, H).
+            Not modified.
+        cache: the `RNNRecurrenceCache` from the forward pass.
+
+    Returns:
+        (da_x, dh0, dWh) with shapes (P, H), (N0, H), (H, H).
+    """
+    h0, Wh, h, batch_sizes = cache
+    P, H = h.shape
+    da_x = np.empty_like(h)
+    dtanh = np.empty((int(batch_sizes[0]) if len(batch_sizes) else 0, H), dtype=h.dtype)
+    WhT = Wh.T
+    dprev_h = None
+    end = P
+    for n in batch_sizes[::-1]:
+        s = slice(end - n, end)
+        da = da_x[s]
+        np.copyto(da, dh[s])
+        if dprev_h is not None:
+            da[: dprev_h.shape[0]] += dprev_h
+        w = dtanh[:n]
+        np.multiply(h[s], h[s], out=w)
+        np.subtract(1, w, out=w)  # tanh' = 1 - tanh^2
+        da *= w
+        dprev_h = da @ WhT  # (n, H)
+        end -= n
+    dh0 = np.zeros((h0.shape[0], H), dtype=h.dtype)
+    if dprev_h is not None:
+        dh0[: dprev_h.shape[0]] = dprev_h
+    dWh = previous_states(h0, h, batch_sizes).T @ da_x  # sum_t h_{t-1}^T da_t
+    return da_x, dh0, dWh
 
 
 def rnn_recurrence_forward(a_x, h0, Wh):
-    """The pure recurrence h_t = tanh(a_x[:, t] + h_{t-1} Wh), for t = 0..T-1.
+    """The recurrence h_t = tanh(a_x[:, t] + h_{t-1} Wh), t = 0..T-1, on a full batch.
+
+    The padded-batch form of `rnn_packed_forward` (every row alive at every step).
 
     Args:
-        a_x: input pre-activation of every step (x_t Wx + b, plus any other term that
-            does not depend on h), shape (N, T, H).
+        a_x: input pre-activation of every step, shape (N, T, H).
         h0: initial hidden state, shape (N, H).
         Wh: hidden-to-hidden weights, shape (H, H).
 
@@ -99,20 +177,12 @@ def rnn_recurrence_forward(a_x, h0, Wh):
         (h, cache): h has shape (N, T, H); cache is an `RNNRecurrenceCache`.
     """
     N, T, H = a_x.shape
-    h = np.empty((N, T, H), dtype=np.result_type(a_x, h0, Wh))
-    prev_h = h0
-    for t in range(T):
-        a = prev_h @ Wh  # (N, H)
-        a += a_x[:, t]
-        prev_h = np.tanh(a, out=h[:, t])
-    return h, RNNRecurrenceCache(h0, Wh, h)
+    h, cache = rnn_packed_forward(time_major(a_x), h0, Wh, np.full(T, N))
+    return batch_major(h, N, T), cache
 
 
 def rnn_recurrence_backward(dh, cache):
-    """Backpropagation through time for `rnn_recurrence_forward`.
-
-    The gradient reaching h_t is the loss's own dh[:, t] PLUS what flows back from
-    step t+1 through Wh; the loop carries that second part backwards.
+    """Backward pass of `rnn_recurrence_forward`.
 
     Args:
         dh: gradient of the loss w.r.t. every hidden state, shape (N, T, H).
@@ -121,19 +191,8 @@ def rnn_recurrence_backward(dh, cache):
     Returns:
         (da_x, dh0, dWh) with shapes (N, T, H), (N, H), (H, H).
     """
-    h0, Wh, h = cache
-    N, T, H = h.shape
-    dtanh = 1 - h * h  # (N, T, H): tanh' of every step, all at once
-    da_x = np.empty_like(dtanh)
-    WhT = Wh.T
-    dprev_h = np.zeros_like(h0, dtype=h.dtype)
-    for t in range(T - 1, -1, -1):
-        da = np.multiply(dh[:, t] + dprev_h, dtanh[:, t], out=da_x[:, t])  # (N, H)
-        dprev_h = da @ WhT
-    # dWh = sum_t h_{t-1}^T da_t, as one product over all N*T positions.
-    h_prev = np.concatenate((h0[:, None, :].astype(h.dtype, copy=False), h[:, :-1]), axis=1)
-    dWh = h_prev.reshape(N * T, H).T @ da_x.reshape(N * T, H)
-    return da_x, dprev_h, dWh
+    da_x, dh0, dWh = rnn_packed_backward(time_major(dh), cache)
+    return batch_major(da_x, *dh.shape[:2]), dh0, dWh
 
 
 class RNNCache(NamedTuple):
