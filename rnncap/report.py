@@ -33,15 +33,30 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _plot_loss(loss_history, epochs, path: Path) -> bool:
+def _axes():
+    """A new figure and axes on the file-only Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt.subplots(figsize=(6, 3.5), dpi=100)
+
+
+def _finish(fig, ax, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _plot_loss(loss_history, epochs, path: Path) -> bool:
     if not loss_history and not epochs:
         return False
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    fig, ax = _axes()
     if loss_history:
         ax.plot(range(1, len(loss_history) + 1), loss_history, lw=0.6, alpha=0.6, label="iteration")
     pts = [(e["iteration"], e["train_loss"]) for e in epochs if e.get("train_loss") is not None]
@@ -49,34 +64,21 @@ def _plot_loss(loss_history, epochs, path: Path) -> bool:
         ax.plot(*zip(*pts), "o-", label="epoch mean")
     ax.set_xlabel("iteration")
     ax.set_ylabel("training loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish(fig, ax, path)
     return True
 
 
 def _plot_validation(epochs, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = [e for e in epochs if e.get("val")]
     keys = [k for k in ("truth_rate", "Bleu_4", "CIDEr", "ROUGE_L") if rows and k in rows[0]["val"]]
     if not keys:
         return False
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    fig, ax = _axes()
     for k in keys:
         ax.plot([e["epoch"] for e in rows], [e["val"][k] for e in rows], "o-", label=k)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation ({rows[-1]['val'].get('num_images')} images)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _finish(fig, ax, path)
     return True
 
 
