@@ -46,7 +46,7 @@ def _axes():
 def _finish(fig, ax, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    ax.legend()
+    ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path)
@@ -74,8 +74,16 @@ def _plot_validation(epochs, path: Path) -> bool:
     if not keys:
         return False
     fig, ax = _axes()
+    epochs_x = [e["epoch"] for e in rows]
     for k in keys:
-        ax.plot([e["epoch"] for e in rows], [e["val"][k] for e in rows], "o-", label=k)
+        if k != "CIDEr":
+            ax.plot(epochs_x, [e["val"][k] for e in rows], "o-", label=k)
+    if "CIDEr" in keys:  # CIDEr runs to ~10: its own axis, so the others stay readable
+        right = ax.twinx()
+        right.plot(epochs_x, [e["val"]["CIDEr"] for e in rows], "s--", color="tab:gray", label="CIDEr")
+        right.set_ylabel("CIDEr")
+        right.legend(loc="lower right")
+    ax.set_xticks(epochs_x)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation ({rows[-1]['val'].get('num_images')} images)")
     _finish(fig, ax, path)
