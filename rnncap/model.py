@@ -33,15 +33,14 @@ from rnncap.layers import (
     affine_backward,
     affine_forward,
     log_softmax,
+    lstm_gates_inplace,
     lstm_packed_backward,
     lstm_packed_forward,
-    lstm_step_forward,
     masked_softmax_loss,
     pack,
     pack_layout,
     rnn_packed_backward,
     rnn_packed_forward,
-    rnn_step_forward,
     sum_over_steps,
     unsort_rows,
     word_embedding_backward,
@@ -314,18 +313,36 @@ class CaptioningRNN:
             raise ValueError(f"tokens must have shape ({N},) to match the state; got {tokens.shape}")
         self._check_ids("tokens", tokens)
         p = self.params
-        x = p["W_embed"][tokens]  # (N, W)
-        b = p["b"] + state[-1] if self.image_every_step else p["b"]  # (N, H') or (H',)
+        # Pre-activation x Wx + h Wh + b, accumulated in one (N, H') array; the
+        # nonlinearities, the output scores and the log-softmax then work in place.
+        words, rows = np.unique(tokens, return_inverse=True)
+        if 2 * len(words) <= N:
+            # Many repeats (N*k beams share at most V tokens; every row starts with
+            # <START>): the input term once per distinct token, then copied out.
+            a = (p["W_embed"][words] @ p["Wx"])[rows.reshape(-1)]  # (N, H')
+        else:
+            a = p["W_embed"][tokens] @ p["Wx"]  # (N, H')
+        a += state[0] @ p["Wh"]
+        a += p["b"]
+        if self.image_every_step:
+            a += state[-1]
         if self.cell_type == "rnn":
-            h, _ = rnn_step_forward(x, state[0], p["Wx"], p["Wh"], b)
+            h = np.tanh(a, out=a)  # (N, H)
             new_state = (h,)
         else:
-            h, c, _ = lstm_step_forward(x, state[0], state[1], p["Wx"], p["Wh"], b)
+            H = self.hidden_dim
+            gates = lstm_gates_inplace(a)
+            i, f, o, g = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
+            c = f * state[1]  # (N, H)
+            c += i * g
+            h = np.tanh(c)
+            h *= o
             new_state = (h, c)
         if self.image_every_step:
             new_state += (state[-1],)
-        logprobs = log_softmax(h @ p["W_vocab"] + p["b_vocab"])  # (N, V)
-        return logprobs, new_state
+        scores = h @ p["W_vocab"]  # (N, V)
+        scores += p["b_vocab"]
+        return log_softmax(scores, axis=1, out=scores), new_state
 
     def sample(self, features, max_length=30):
         """Greedy captions for a batch of images (CS231n's test-time sampling).
