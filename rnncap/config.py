@@ -208,5 +208,5 @@ DEMO = RunConfig(
     data=DataConfig(format="shapes"),
     model=ModelConfig(cell_type="lstm", wordvec_dim=128, hidden_dim=256, image_every_step=True),
     train=TrainConfig(update_rule="adam", learning_rate=4e-3, lr_decay=0.8, batch_size=64,
-                      num_epochs=3, grad_clip=5.0, val_images=200),
+                      num_epochs=5, grad_clip=5.0, val_images=200),
 )
