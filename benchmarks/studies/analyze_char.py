@@ -90,6 +90,10 @@ def main():
     data = load_data(a.data, "shapes")
     features = data["test_features"]
     train_words = set(data["vocab"].idx_to_word)
+    from rnncap.data.vocab import tokenize
+
+    train_captions = {" ".join(tokenize(c)) for refs in data["train_references"] for c in refs}
+    longest_train = max(len(c) for c in train_captions)
     with open(a.step_time) as f:
         step = json.load(f)
     out = {}
@@ -118,6 +122,15 @@ def main():
         res["nonword_tokens"] = sum(nonwords.values())
         res["captions_with_nonword"] = sum(any(w not in train_words for w in c.split()) for c in caps)
         res["nonwords_top"] = nonwords.most_common(15)
+        res["nonword_only_in_last_word"] = sum(
+            all(w in train_words for w in c.split()[:-1])
+            for c in caps if c.split() and c.split()[-1] not in train_words)
+        res["longest_train_caption_chars"] = longest_train
+        res["captions_longer_than_any_train_caption"] = sum(len(c) > longest_train for c in caps)
+        res["captions_not_in_train_set"] = sum(c not in train_captions for c in caps)
+        res["there_is_list_blends"] = sum(c.startswith("there is") and " and " in c for c in caps)
+        res["train_there_is_list_blends"] = sum(c.startswith("there is") and " and " in c
+                                                for c in train_captions)
         res["nonword_examples"] = [c for c in caps if any(w not in train_words for w in c.split())][:8]
         agree = [agreement_errors(c) for c in caps]
         res["captions_with_agreement_error"] = sum(bool(e) for e in agree)

@@ -62,6 +62,7 @@ def analyze(run: str, truth: dict) -> dict:
         out[method] = {
             "scores": {k: ev["scores"].get(k) for k in SCORES + ("num_images", "eval_s")},
             "captions": caps,
+            "true": "".join("1" if v == "true" else "0" for v in verdicts),
             "by_kind": by_kind,
             "by_objects": by_objects,
             "errors": dict(Counter(v for v in verdicts if v != "true").most_common()),
@@ -87,11 +88,14 @@ def main():
     p.add_argument("--runs", nargs="+", required=True)
     p.add_argument("--data", default="/tmp/demo/cache/shapes")
     p.add_argument("--json", help="write everything (minus the caption lists) to this JSON file")
+    p.add_argument("--captions", help="write the scores and every caption with its truth verdict "
+                                      "(the eval JSONs without their references) to this JSON file")
     a = p.parse_args()
     truth = load_truth(a.data)
     results = {os.path.basename(r.rstrip("/")): analyze(r, truth) for r in a.runs}
 
-    print("| model | decoding | images | truth | BLEU-1 | BLEU-4 | METEOR | ROUGE-L | CIDEr | words/caption | distinct | changed vs greedy |")
+    print("| model | decoding | images | truth | BLEU-1 | BLEU-4 | METEOR | ROUGE-L | CIDEr "
+          "| words/caption | distinct | changed vs greedy |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for run, res in results.items():
         for m, r in res.items():
@@ -112,10 +116,17 @@ def main():
                 desc = "; ".join(f"{x['size']} {x['colour']} {x['shape']} at {x['row']},{x['col']}" for x in o)
                 print(f"    {v}: {c!r}  [{desc}]")
         print()
+    if a.captions:
+        keep = {run: {m: {"scores": r["scores"], "captions": r["captions"], "true": r["true"]}
+                      for m, r in res.items()} for run, res in results.items()}
+        with open(a.captions + ".tmp", "w") as f:
+            json.dump(keep, f, indent=0)
+        os.replace(a.captions + ".tmp", a.captions)
     if a.json:
         for res in results.values():
             for r in res.values():
                 r.pop("captions")
+                r.pop("true")
         with open(a.json + ".tmp", "w") as f:
             json.dump(results, f, indent=1)
         os.replace(a.json + ".tmp", a.json)

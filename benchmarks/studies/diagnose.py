@@ -77,8 +77,8 @@ def diagnose(caption: str, objects: list) -> str:
 def noun_phrase_errors(caption: str, objects: list) -> list[bool] | None:
     """Per noun phrase, in caption order: does some object carry its attributes? None: no phrases.
 
-    Used for long-range binding: the second noun phrase of a list or relation comes many tokens
-    after the first (about 40 characters), so a model that loses track shows more errors there.
+    Used for long-range binding: the second noun phrase of a list or relation comes 30 to 40
+    characters (5 to 8 words) after the first, so a model that loses track shows more errors there.
     """
     try:
         p = parse_caption(caption)

@@ -8,6 +8,7 @@
 # One BLAS thread and nice: the machine is shared (oversubscribed OpenBLAS threads are ~10x slower).
 # The shapes data is read from the cache the demo made (same parameters, so it is not regenerated).
 set -euo pipefail
+mkdir -p benchmarks/studies/out
 DATA=${DATA:-/tmp/demo/cache/shapes}
 OUT=${OUT:-/tmp/studies}
 RNNCAP="env OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/rnncap"
@@ -33,4 +34,10 @@ evaluate lstm > "$OUT/lstm-eval.log" 2>&1 &
 evaluate rnn > "$OUT/rnn-eval.log" 2>&1 &
 evaluate rnn-plain > "$OUT/rnn-plain-eval.log" 2>&1 &
 wait
-.venv/bin/python benchmarks/studies/analyze_results.py --runs "$OUT/lstm" "$OUT/rnn" "$OUT/rnn-plain" --data "$DATA"
+# Per-step CPU time of the RNN (the LSTM's is measured by word_vs_char.sh).
+env OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/studies/step_time.py --cell rnn \
+    --out benchmarks/studies/out/step_time_rnn.json
+# Tables of docs/results.md (run word_vs_char.sh first to include the character model's rows).
+.venv/bin/python benchmarks/studies/analyze_results.py --data "$DATA" \
+    --runs "$OUT/lstm" "$OUT/rnn" "$OUT/rnn-plain" $( [ -d "$OUT/char" ] && echo "$OUT/char" ) \
+    --json benchmarks/studies/out/results-analysis.json --captions benchmarks/studies/out/captions.json

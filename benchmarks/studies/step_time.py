@@ -81,7 +81,8 @@ def main():
                   D=a.input_dim, batch=a.batch_size)
     word = time_steps(a.word_vocab, a.word_T, **common)
     char = time_steps(a.char_vocab, a.char_T, **common)
-    result = {"word": word, "char": char, "ratio_char_over_word": char["cpu_s_per_step"] / word["cpu_s_per_step"]}
+    result = {"word": word, "char": char,
+              "ratio_char_over_word": char["cpu_s_per_step"] / word["cpu_s_per_step"]}
     for name, r in (("word", word), ("char", char)):
         print(f"{name}: V={r['V']} T={r['T']}  {1e3 * r['cpu_s_per_step']:.1f} ms CPU per step "
               f"(runs {r['cpu_s_per_step_runs']})  params {r['total_params']:,}")
