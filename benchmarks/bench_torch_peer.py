@@ -12,7 +12,7 @@ V=1004, W=256, H=512, D=512, float32), for the vanilla RNN and the LSTM:
   decode module over `model.step`); PyTorch: the same modules stepped one token at a
   time under `torch.inference_mode()`, argmax of the scores, same early stop.
 * beam: beam-5 over the same 1,000 images. rnncap: `decode.beam_search` over
-  `model.step`; PyTorch: a plain batched beam search (N*k rows per step, topk over k*V,
+  `model.decoder_step()` (`model.step` on a core without it); PyTorch: a plain batched beam search (N*k rows per step, topk over k*V,
   finished beams extended only by <NULL> at no cost).
 * gemm: NumPy's float32 matrix product (2048 x 2048 x 2048, written into a preallocated
   array), the machine's GEMM rate as rnncap can use it; PyTorch's (MKL) for reference.
@@ -467,7 +467,9 @@ def bench_cell(torch, cell, args, gemm):
 
     if "beam" in args.only:
         def ours_beam():
-            return beam_search(model.step, model.init_state(feats), START, END, args.steps,
+            # decoder_step (when the core has it) is the model's step for a whole run.
+            step = model.decoder_step() if hasattr(model, "decoder_step") else model.step
+            return beam_search(step, model.init_state(feats), START, END, args.steps,
                                beam_size=args.beam, null_id=NULL).tokens
 
         ours = ours_beam()

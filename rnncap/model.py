@@ -307,23 +307,49 @@ class CaptioningRNN:
             (logprobs, new_state): logprobs (N, V) in the model's dtype, the log-softmax
             of the output scores; new_state has the structure of `state`.
         """
+        return self._step(self.params, None, tokens, state)
+
+    def decoder_step(self):
+        """A step function equal to `step`, faster for a whole decoding run.
+
+        The input term of a token does not depend on the state, so the projected word
+        table W_embed Wx + b (V, H') is computed once here and every step gathers rows
+        of it instead of multiplying (N, W) x (W, H') again: 25% of an LSTM step's
+        matrix products, 14% of an RNN's. It pays as soon as a run feeds about V tokens
+        in all (e.g. 1,000 images x 16 steps; `sample` decides this by itself).
+
+        The returned function uses the parameters as they are now (it keeps references
+        to the arrays): make a new one after training further.
+
+        Returns:
+            ``step(tokens (N,), state) -> (logprobs (N, V), new_state)``, pure.
+        """
+        p = dict(self.params)
+        table = p["W_embed"] @ p["Wx"]  # (V, H')
+        table += p["b"]
+        return lambda tokens, state: self._step(p, table, tokens, state)
+
+    def _step(self, p, table, tokens, state):
+        """`step` with the parameters p and, if not None, the projected word table."""
         N = self._check_state(state)
         tokens = np.asarray(tokens)
         if tokens.shape != (N,):
             raise ValueError(f"tokens must have shape ({N},) to match the state; got {tokens.shape}")
         self._check_ids("tokens", tokens)
-        p = self.params
         # Pre-activation x Wx + h Wh + b, accumulated in one (N, H') array; the
         # nonlinearities, the output scores and the log-softmax then work in place.
-        words, rows = np.unique(tokens, return_inverse=True)
-        if 2 * len(words) <= N:
-            # Many repeats (N*k beams share at most V tokens; every row starts with
-            # <START>): the input term once per distinct token, then copied out.
-            a = (p["W_embed"][words] @ p["Wx"])[rows.reshape(-1)]  # (N, H')
+        if table is not None:
+            a = table[tokens]  # (N, H'), bias included
         else:
-            a = p["W_embed"][tokens] @ p["Wx"]  # (N, H')
+            words, rows = np.unique(tokens, return_inverse=True)
+            if 2 * len(words) <= N:
+                # Many repeats (N*k beams share at most V tokens; every row starts with
+                # <START>): the input term once per distinct token, then copied out.
+                a = (p["W_embed"][words] @ p["Wx"])[rows.reshape(-1)]  # (N, H')
+            else:
+                a = p["W_embed"][tokens] @ p["Wx"]  # (N, H')
+            a += p["b"]
         a += state[0] @ p["Wh"]
-        a += p["b"]
         if self.image_every_step:
             a += state[-1]
         if self.cell_type == "rnn":
@@ -357,9 +383,12 @@ class CaptioningRNN:
         """
         from rnncap.decode import greedy
 
+        state = self.init_state(features)
+        # The projected word table costs about as much as feeding V tokens one by one.
+        many = state[0].shape[0] * int(max_length) >= len(self.idx_to_word)
         return greedy(
-            self.step,
-            self.init_state(features),
+            self.decoder_step() if many else self.step,
+            state,
             start_id=self._start,
             end_id=self._end,
             max_length=max_length,

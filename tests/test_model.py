@@ -259,3 +259,29 @@ def test_input_errors_say_what_was_expected():
         m.step(np.array([1, 1, 12]), state)
     with pytest.raises(ValueError, match="state must be the tuple of 3 arrays"):
         m.step(np.array([1, 1, 1]), state[:2])
+
+
+@pytest.mark.parametrize("cell,every", CONFIGS)
+def test_decoder_step_equals_step(cell, every):
+    """decoder_step() precomputes the projected word table; it must give what step() gives,
+    and sample() (which uses it for long runs) must stay greedy over step()."""
+    from rnncap.decode import greedy
+
+    m = _model(cell, every, V=7)
+    rng = np.random.default_rng(9)
+    for k in m.params:
+        m.params[k] = rng.standard_normal(m.params[k].shape)
+    state = m.init_state(rng.standard_normal((5, 4)))
+    before = copy.deepcopy(state)
+    fast = m.decoder_step()
+    tokens = np.array([1, 4, 4, 6, 2])
+    lp_fast, st_fast = fast(tokens, state)
+    lp, st = m.step(tokens, state)
+    np.testing.assert_allclose(lp_fast, lp, rtol=1e-12, atol=1e-12)
+    for a, b in zip(st_fast, st):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    for a, b in zip(state, before):
+        np.testing.assert_array_equal(a, b)
+    features = rng.standard_normal((6, 4))  # 6 rows x 9 steps >= V: sample uses the table
+    want = greedy(m.step, m.init_state(features), start_id=1, end_id=2, max_length=9)
+    np.testing.assert_array_equal(m.sample(features, max_length=9), want)
