@@ -35,8 +35,8 @@ evaluate rnn > "$OUT/rnn-eval.log" 2>&1 &
 evaluate rnn-plain > "$OUT/rnn-plain-eval.log" 2>&1 &
 wait
 # Per-step CPU time of the RNN (the LSTM's is measured by word_vs_char.sh).
-env OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/studies/step_time.py --cell rnn \
-    --out benchmarks/studies/out/step_time_rnn.json
+env OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/studies/step_time.py --cell rnn --data "$DATA" \
+    --out benchmarks/studies/out/step_time_rnn_packed.json
 # Tables of docs/results.md (run word_vs_char.sh first to include the character model's rows).
 .venv/bin/python benchmarks/studies/analyze_results.py --data "$DATA" \
     --runs "$OUT/lstm" "$OUT/rnn" "$OUT/rnn-plain" $( [ -d "$OUT/char" ] && echo "$OUT/char" ) \

@@ -2,18 +2,23 @@
 
 A training step is exactly what `CaptioningSolver._step` does: a minibatch of 64 captions,
 `model.loss` (forward and backward through every time step), global-norm clipping and an Adam
-update of every parameter. Its cost depends only on the array shapes (N, T, V, W, H, D), not on
-which tokens are in the captions (masked steps are computed like any other), so the captions here
-are random ids with the shapes the shapes dataset gives: T = 15 + 2 words (V = 52) or 80 + 2
-characters (V = 28). The vocabulary sizes are arguments so that the numbers can be rechecked
-against the real data's (study 2 prints them from the checkpoints).
+update of every parameter.
+
+Two ways to get the minibatches:
+- `--data FOLDER` (default when given): the real shapes training captions at each level. Needed
+  since rnncap trains on packed sequences (commit e3c9ce9): the padding after each caption is
+  skipped, so a step's cost depends on the captions' real lengths, not only on T.
+- no `--data`: random ids filling all T = 15 + 2 words (V = 52) or 80 + 2 characters (V = 28)
+  columns. Exact for the padded implementation (before e3c9ce9), where every column was computed;
+  an overestimate after it. The first measurement of study 2 was made this way, at commit daef9b2.
 
 Time is `time.process_time()` of this process with one BLAS thread: the machine is shared, so wall
 time is noisy; CPU time is what the budget is matched on.
 
-    OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/studies/step_time.py
+    OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/studies/step_time.py \
+        --data /tmp/demo/cache/shapes --out step_time.json
 
-This script does not know the data files or the training CLI; it only times the model and solver.
+This script does not know the training CLI; it only times the model and the solver.
 """
 
 from __future__ import annotations
@@ -34,36 +39,51 @@ def vocabulary(size: int) -> dict:
     return {w: i for i, w in enumerate(words)}
 
 
-def time_steps(V: int, T: int, *, steps: int, reps: int, cell: str, H: int, W: int, D: int,
-               batch: int, seed: int = 0) -> dict:
-    """Median CPU seconds per training step over `reps` runs of `steps` steps (after a warm-up)."""
-    rng = np.random.default_rng(seed)
-    M = batch * steps
+def synthetic_data(V: int, T: int, M: int, D: int, rng) -> dict:
+    """M full-length random captions (no padding) over a V-token vocabulary, 100 images."""
     data = {"train_captions": rng.integers(4, V, size=(M, T)).astype(np.int32),
             "train_image_idxs": rng.integers(0, 100, size=M).astype(np.int32),
-            "train_features": rng.standard_normal((100, D)).astype(np.float32)}
+            "train_features": rng.standard_normal((100, D)).astype(np.float32),
+            "word_to_idx": vocabulary(V)}
     data["train_captions"][:, 0] = 1
     data["train_captions"][:, -1] = 2
-    model = CaptioningRNN(vocabulary(V), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell,
-                          dtype=np.float32, seed=seed, image_every_step=True)
+    return data
+
+
+def time_steps(data: dict, *, steps: int, reps: int, cell: str, H: int, W: int, batch: int,
+               seed: int = 0) -> dict:
+    """Median CPU seconds per training step over `reps` runs of `steps` steps (after a warm-up)."""
+    D = data["train_features"].shape[1]
+    model = CaptioningRNN(data["word_to_idx"], input_dim=D, wordvec_dim=W, hidden_dim=H,
+                          cell_type=cell, dtype=np.float32, seed=seed, image_every_step=True)
+
+    def stop(solver):
+        solver.stop_requested = solver.t >= steps
+
     per_step = []
     for r in range(reps + 1):
         solver = CaptioningSolver(model, data, update_rule="adam",
                                   optim_config={"learning_rate": 5e-3}, batch_size=batch,
-                                  num_epochs=1, grad_clip=5.0, verbose=False, seed=r)
+                                  num_epochs=1, grad_clip=5.0, verbose=False, seed=r,
+                                  iteration_callbacks=[stop])
         t0 = time.process_time()
         solver.train()
-        dt = (time.process_time() - t0) / steps
+        dt = (time.process_time() - t0) / solver.t
         if r:  # the first run warms caches and allocators
             per_step.append(dt)
     params = {k: int(v.size) for k, v in model.params.items()}
-    return {"V": V, "T": T, "cpu_s_per_step": float(np.median(per_step)),
+    caps = data["train_captions"]
+    tokens = (caps[:, 1:] != 0).sum(axis=1)  # targets per caption, <END> included
+    return {"V": len(data["word_to_idx"]), "T": int(caps.shape[1]),
+            "mean_targets_per_caption": float(tokens.mean()),
+            "cpu_s_per_step": float(np.median(per_step)),
             "cpu_s_per_step_runs": [round(x, 5) for x in per_step],
             "params": params, "total_params": sum(params.values())}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", help="shapes cache folder: time on its real training captions")
     p.add_argument("--word-vocab", type=int, default=52)
     p.add_argument("--char-vocab", type=int, default=28)
     p.add_argument("--word-T", type=int, default=17, help="caption columns: 15 words + 2")
@@ -78,10 +98,18 @@ def main():
     p.add_argument("--out", help="also write the results to this JSON file")
     a = p.parse_args()
     common = dict(steps=a.steps, reps=a.reps, cell=a.cell, H=a.hidden_dim, W=a.wordvec_dim,
-                  D=a.input_dim, batch=a.batch_size)
-    word = time_steps(a.word_vocab, a.word_T, **common)
-    char = time_steps(a.char_vocab, a.char_T, **common)
-    result = {"word": word, "char": char,
+                  batch=a.batch_size)
+    if a.data:
+        from rnncap.data import load_data
+
+        word = time_steps(load_data(a.data, "shapes", level="word"), **common)
+        char = time_steps(load_data(a.data, "shapes", level="char"), **common)
+    else:
+        rng = np.random.default_rng(0)
+        M = a.batch_size * a.steps
+        word = time_steps(synthetic_data(a.word_vocab, a.word_T, M, a.input_dim, rng), **common)
+        char = time_steps(synthetic_data(a.char_vocab, a.char_T, M, a.input_dim, rng), **common)
+    result = {"word": word, "char": char, "data": a.data or "synthetic full-length captions",
               "ratio_char_over_word": char["cpu_s_per_step"] / word["cpu_s_per_step"]}
     for name, r in (("word", word), ("char", char)):
         print(f"{name}: V={r['V']} T={r['T']}  {1e3 * r['cpu_s_per_step']:.1f} ms CPU per step "
