@@ -197,6 +197,9 @@ def length_penalty_factor(length, alpha):
     return ((5.0 + np.asarray(length, dtype=np.float64)) / 6.0) ** alpha
 
 
+_CUT = 1e12  # ranks a caption cut at max_length below every complete caption
+
+
 def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
                 length_penalty=0.0, n_best=1, null_id=0):
     """Batched beam search: all beams of all images advance in one step call.
@@ -209,7 +212,11 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
     to the image's finished list (as fairseq does; this is what makes k = 1
     exactly greedy), and the k best that do not end in <END> stay live. A
     finished hypothesis is never extended again. At ``max_length`` the live
-    beams are finished as they are (cut, without <END>).
+    beams are finished as they are (cut, without <END>), but a cut caption
+    ranks below every complete one, whatever its score: it is returned only
+    when an image has fewer than ``n_best`` complete captions (a partial
+    sentence's log-probability has not yet paid for its ending, so comparing
+    it with complete captions would favour cut-off text).
 
     An image is done once it has ``n_best`` finished hypotheses and no live
     beam can still beat the worst of them, so stopping early changes no
@@ -252,6 +259,7 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
     fin_lp = np.full((n, k), -np.inf)
     fin_score = np.full((n, k), -np.inf)
     fin_len = np.zeros((n, k), dtype=np.int64)
+    fin_key = np.full((n, k), -np.inf)  # ranking key: the score, minus _CUT if cut
     done = np.zeros(n, dtype=bool)
 
     for t in range(T):
@@ -285,8 +293,11 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
             new_seq = live_seq[img, top_beam]  # (N, m, T)
             new_seq[:, :, t] = top_tok
             new_score = np.where(finish, top_lp / length_penalty_factor(t + 1, alpha), -np.inf)
+            new_key = np.where(is_end, new_score, new_score - _CUT)
             all_score = np.concatenate([fin_score, new_score], axis=1)  # (N, k+m)
-            keep = np.argsort(-all_score, axis=1, kind="stable")[:, :k]
+            all_key = np.concatenate([fin_key, new_key], axis=1)
+            keep = np.argsort(-all_key, axis=1, kind="stable")[:, :k]
+            fin_key = all_key[img, keep]
             fin_seq = np.concatenate([fin_seq, new_seq], axis=1)[img, keep]
             fin_lp = np.concatenate([fin_lp, np.where(finish, top_lp, -np.inf)], axis=1)[img, keep]
             fin_len = np.concatenate([fin_len, np.full((n, m), t + 1)], axis=1)[img, keep]

@@ -153,12 +153,13 @@ def test_wide_beam_equals_exhaustive_search(alpha):
                       length_penalty=alpha)
     for i in range(2):
         row = tuple(a[i] for a in state)
+        # complete captions (ending in <END>) first, then captions cut at T
         ranked = sorted(
-            ((rescore(step, row, c) / length_penalty_factor(len(c), alpha), c)
+            ((c[-1] == END, rescore(step, row, c) / length_penalty_factor(len(c), alpha), c)
              for c in all_captions(V, T)), reverse=True)[:6]
         got = res.nbest[i]
-        assert [tuple(int(x) for x in h.tokens) for h in got] == [c for _, c in ranked]
-        np.testing.assert_allclose([h.score for h in got], [s for s, _ in ranked], atol=1e-10)
+        assert [tuple(int(x) for x in h.tokens) for h in got] == [c for _, _, c in ranked]
+        np.testing.assert_allclose([h.score for h in got], [s for _, s, _ in ranked], atol=1e-10)
 
 
 def test_nbest_sorted_and_equal_to_rescoring():
@@ -170,8 +171,8 @@ def test_nbest_sorted_and_equal_to_rescoring():
         assert len(res.nbest) == 6
         for i, hyps in enumerate(res.nbest):
             assert len(hyps) == 4
-            scores = [h.score for h in hyps]
-            assert scores == sorted(scores, reverse=True)
+            keys = [(int(h.tokens[-1]) == END, h.score) for h in hyps]
+            assert keys == sorted(keys, reverse=True)  # complete first, then by score
             assert len({tuple(h.tokens) for h in hyps}) == 4  # no duplicates
             row = tuple(a[i] for a in state)
             for h in hyps:
@@ -328,3 +329,19 @@ def test_bad_inputs_raise_clear_errors():
         sample(step, state, START, END, 5, rng=None)
     with pytest.raises(ValueError, match=r"logprobs of shape \(N, V\)"):
         greedy(lambda t, s: (np.zeros(len(t)), s), state, START, END, 5)
+
+
+def test_complete_caption_beats_a_more_probable_cut_one():
+    # From <START>: token 3 (p=.6) or <END> (p=.4); after 3: 3 again (p=.9) or <END>.
+    # At max_length 2 the cut caption "3 3" (log .54) is more probable than "<END>"
+    # (log .4) and "3 <END>" (log .06), but it never ended: complete captions rank first.
+    table = np.log(np.array([[0.0, 0.0, 0.4, 0.6], [0.0, 0.0, 0.1, 0.9]]) + 1e-300)
+
+    def step(tokens, state):
+        (seen,) = state
+        return table[np.minimum(seen, 1)], (seen + 1,)
+
+    res = beam_search(step, (np.zeros(1, np.int64),), START, END, 2, beam_size=2, n_best=2)
+    assert [list(h.tokens) for h in res.nbest[0]] == [[END], [3, END]]
+    assert res.nbest[0][0].logprob == pytest.approx(np.log(0.4))
+    assert list(res.tokens[0]) == [END, NULL]
