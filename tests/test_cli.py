@@ -135,3 +135,29 @@ def test_image_that_is_not_an_image(trained, tmp_path, capsys):
 def test_missing_image(trained, tmp_path, capsys):
     assert main(["caption", str(trained), str(tmp_path / "gone.png")]) == 1
     assert "gone.png" in capsys.readouterr().err
+
+
+def _blas_threads_after(args, tmp_path):
+    """BLAS threads in a fresh process (no thread variables set) after main(args)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
+    code = ("import sys; from rnncap.cli import main; from threadpoolctl import threadpool_info; "
+            f"rc = main({args!r}); "
+            "print(rc, max(p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'))")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         cwd=tmp_path, check=True)
+    return out.stdout.split()
+
+
+def test_blas_threads_default_to_one_and_follow_the_flag(tmp_path):
+    import os
+
+    assert _blas_threads_after(["report", "nowhere"], tmp_path) == ["1", "1"]
+    if (os.cpu_count() or 1) >= 2:
+        assert _blas_threads_after(["--threads", "2", "report", "nowhere"], tmp_path) == ["1", "2"]
+    with pytest.raises(SystemExit, match="--threads must be >= 1"):
+        main(["--threads", "0", "report", str(tmp_path)])
