@@ -3,7 +3,9 @@
 For each run folder and each decoding method found (eval-test-greedy.json, eval-test-beam-3.json,
 eval-test-beam-5.json): the scores; the template kinds the captions use and how often each kind is
 true; the kinds of mistakes (benchmarks/studies/diagnose.py); how many captions beam search
-changes relative to greedy; caption length and the number of distinct captions.
+changes relative to greedy; caption length and the number of distinct captions; how many captions
+were cut at the decoding limit (max_length tokens with no <END>: the caption string has exactly
+max_length words, or characters for a character-level run, since <END> is never printed).
 
     .venv/bin/python benchmarks/studies/analyze_results.py --runs /tmp/studies/lstm /tmp/studies/rnn
 
@@ -37,8 +39,18 @@ def load_truth(data_dir: str) -> dict:
     return {im["filename"]: im["objects"] for im in images if im["split"] == "test"}
 
 
+def cut_at_limit(run: str):
+    """A function caption -> whether it was cut at the run's max_length (read from its checkpoint)."""
+    from rnncap.run import restore
+
+    r = restore(run)
+    tokens = (lambda c: c.split()) if r.vocab.level == "word" else list
+    return lambda caption: len(tokens(caption)) == r.max_length
+
+
 def analyze(run: str, truth: dict) -> dict:
     out = {}
+    is_cut = cut_at_limit(run)
     for method in METHODS:
         path = os.path.join(run, f"eval-test-{method}.json")
         if not os.path.exists(path):
@@ -68,6 +80,7 @@ def analyze(run: str, truth: dict) -> dict:
             "errors": dict(Counter(v for v in verdicts if v != "true").most_common()),
             "mean_words": sum(len(c.split()) for c in caps) / len(caps),
             "distinct": len(set(caps)),
+            "cut_at_max_length": [c for c in caps if is_cut(c)],
             "examples": {v: next((c, o) for c, o, x in zip(caps, objs, verdicts) if x == v)
                          for v in set(verdicts) if v != "true"},
         }
@@ -95,14 +108,15 @@ def main():
     results = {os.path.basename(r.rstrip("/")): analyze(r, truth) for r in a.runs}
 
     print("| model | decoding | images | truth | BLEU-1 | BLEU-4 | METEOR | ROUGE-L | CIDEr "
-          "| words/caption | distinct | changed vs greedy |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+          "| words/caption | distinct | changed vs greedy | cut at max_length |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for run, res in results.items():
         for m, r in res.items():
             s = r["scores"]
             print(f"| {run} | {m} | {s['num_images']} | {fmt(s['truth_rate'])} | {fmt(s['Bleu_1'])} | "
                   f"{fmt(s['Bleu_4'])} | {fmt(s['METEOR'])} | {fmt(s['ROUGE_L'])} | {fmt(s['CIDEr'])} | "
-                  f"{r['mean_words']:.1f} | {r['distinct']} | {r.get('changed_vs_greedy', '—')} |")
+                  f"{r['mean_words']:.1f} | {r['distinct']} | {r.get('changed_vs_greedy', '—')} | "
+                  f"{len(r['cut_at_max_length'])} |")
     print()
     for run, res in results.items():
         for m, r in res.items():
@@ -112,6 +126,8 @@ def main():
             print(f"{run} {m}: kinds: {kinds}")
             print(f"{run} {m}: by image: {objs}")
             print(f"{run} {m}: errors: {r['errors']}")
+            for c in r["cut_at_max_length"]:
+                print(f"    cut at max_length: {c!r}")
             for v, (c, o) in sorted(r["examples"].items()):
                 desc = "; ".join(f"{x['size']} {x['colour']} {x['shape']} at {x['row']},{x['col']}" for x in o)
                 print(f"    {v}: {c!r}  [{desc}]")

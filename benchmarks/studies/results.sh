@@ -37,7 +37,7 @@ wait
 # Per-step CPU time of the RNN (the LSTM's is measured by word_vs_char.sh).
 env OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/studies/step_time.py --cell rnn --data "$DATA" \
     --out benchmarks/studies/out/step_time_rnn_packed.json
-# Tables of docs/results.md (run word_vs_char.sh first to include the character model's rows).
+# Tables of docs/results.md (run word_vs_char.sh first to include the character models' rows).
 .venv/bin/python benchmarks/studies/analyze_results.py --data "$DATA" \
-    --runs "$OUT/lstm" "$OUT/rnn" "$OUT/rnn-plain" $( [ -d "$OUT/char" ] && echo "$OUT/char" ) \
+    --runs "$OUT/lstm" "$OUT/rnn" "$OUT/rnn-plain" $(for r in char char-3ep; do [ -d "$OUT/$r" ] && echo "$OUT/$r"; done) \
     --json benchmarks/studies/out/results-analysis.json --captions benchmarks/studies/out/captions.json
