@@ -258,12 +258,12 @@ def _cmd_demo(args) -> int:
     say("")
     say(format_scores(scores))
     say(f"done in {total:.0f} s (data {data_s:.0f} s, training {summary['timings']['train_s']:.0f} s)")
-    say(f"  run folder:  {out}")
-    say(f"  checkpoint:  {summary['checkpoint']}")
-    say(f"  metrics:     {out / 'metrics.jsonl'}")
-    say(f"  test results:{eval_path}")
-    say(f"  report:      {report}")
-    say(f"  try:         rnncap caption {out} {data['test_image_files'][0] if 'test_image_files' in data else 'IMAGE.png'}")
+    say(f"  run folder:    {out}")
+    say(f"  checkpoint:    {summary['checkpoint']}")
+    say(f"  metrics:       {out / 'metrics.jsonl'}")
+    say(f"  test results:  {eval_path}")
+    say(f"  report:        {report}")
+    say(f"  try:           rnncap caption {out} {data['test_image_files'][0] if 'test_image_files' in data else 'IMAGE.png'}")
     return 0
 
 
