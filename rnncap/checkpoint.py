@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["CheckpointError", "Checkpoint", "write_checkpoint", "read_checkpoint",
-           "save_to_run", "resolve", "pack", "unpack", "FORMAT_VERSION"]
+           "save_to_run", "resolve", "pack", "unpack", "write_text_atomic", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -102,6 +102,15 @@ def _write_synced(path: Path, write) -> None:
         write(f)
         f.flush()
         os.fsync(f.fileno())
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write a small text file under a temporary name, then rename it into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    _write_synced(tmp, lambda f: f.write(text.encode()))
+    os.replace(tmp, path)
+    return path
 
 
 def write_checkpoint(folder: str | Path, *, documents: dict[str, Any],
@@ -175,6 +184,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{folder} has checkpoint format {version}; this rnncap reads format {FORMAT_VERSION}")
     for rel, meta in files.items():
         p = folder / rel
+        if not isinstance(meta, dict) or not {"bytes", "sha256"} <= set(meta):
+            raise CheckpointError(f"{folder / MANIFEST} is corrupt: bad entry for {rel}")
         if not p.is_file():
             raise CheckpointError(f"checkpoint file {p} is missing")
         if p.stat().st_size != meta["bytes"]:

@@ -11,7 +11,8 @@ of the right type and a config file and the flags can never disagree on names. A
 (an unknown flag, a missing folder, a corrupt checkpoint, a file that is not an image) ends with
 one line naming it and exit status 1 or 2; set RNNCAP_DEBUG=1 to see the traceback instead.
 
-This module does no math and reads no files itself.
+This module does no math; the files it touches are the user's (--features, a demo's marker
+and timings), everything else is read and written by the modules it calls.
 """
 
 from __future__ import annotations
@@ -129,21 +130,29 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_train(args) -> int:
     from rnncap.run import say, train
 
-    config = cfg.load_config(args.config) if args.config else cfg.RunConfig()
     overrides = _overrides(args)
     if args.resume:
         extra = {(p, k) for p, d in overrides.items() for k in d} - {("train", "num_epochs")}
         if extra or args.config:
             raise cfg.ConfigError("--resume continues with the checkpoint's own config; only --epochs may "
                                   "change (got " + ", ".join(sorted(f"{p}.{k}" for p, k in extra) or ["--config"]) + ")")
+        summary = train(None, args.out, resume=True, progress=not args.no_progress,
+                        num_epochs=overrides.get("train", {}).get("num_epochs"))
+        return _train_summary(summary)
+    config = cfg.load_config(args.config) if args.config else cfg.RunConfig()
     config = cfg.with_overrides(config, overrides)
-    if not args.resume and config.data.path is None:
+    if config.data.path is None:
         if config.data.format != "shapes":
             raise cfg.ConfigError("--data PATH is required (or --format shapes for the built-in dataset)")
         config = cfg.with_overrides(config, {"data": {"path": SHAPES_CACHE}})
-    if not args.resume and not Path(config.data.path).exists() and config.data.format != "shapes":
+    if not Path(config.data.path).exists() and config.data.format != "shapes":
         raise FileNotFoundError(f"data folder {config.data.path} does not exist")
-    summary = train(config, args.out, resume=args.resume, progress=not args.no_progress)
+    return _train_summary(train(config, args.out, progress=not args.no_progress))
+
+
+def _train_summary(summary: dict) -> int:
+    from rnncap.run import say
+
     say(f"{summary['status']}: {summary['iterations']}/{summary['num_iterations']} iterations, "
         f"checkpoint {summary['checkpoint']}")
     return 130 if summary["status"] == "interrupted" else 0
@@ -191,10 +200,15 @@ def _cmd_evaluate(args) -> int:
     from rnncap.metrics import format_scores
     from rnncap.run import load_run_data, restore
 
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {args.limit}")
     r = restore(args.checkpoint)
     config = r.config
     if args.data:
         config = cfg.with_overrides(config, {"data": {"path": args.data}})
+    elif config.data.format != "shapes" and not Path(config.data.path).exists():
+        raise FileNotFoundError(f"the checkpoint's data folder {config.data.path} does not exist; "
+                                f"pass --data PATH")
     data = load_run_data(config, progress=True)
     if data["vocab"].idx_to_word != r.vocab.idx_to_word:
         raise ValueError(f"the vocabulary of {config.data.path} differs from the checkpoint's; "
@@ -216,6 +230,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_demo(args) -> int:
+    from rnncap.checkpoint import write_text_atomic
     from rnncap.evaluate import DecodeOptions, evaluate_and_save
     from rnncap.metrics import format_scores
     from rnncap.report import write_report
@@ -228,7 +243,7 @@ def _cmd_demo(args) -> int:
             raise FileExistsError(f"{out} exists and is not a demo run folder; choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    (out / _DEMO_MARK).write_text("written by `rnncap demo`; the next demo replaces this folder\n")
+    write_text_atomic(out / _DEMO_MARK, "written by `rnncap demo`; the next demo replaces this folder\n")
     config = cfg.with_overrides(cfg.DEMO, {"data": {"path": str(Path(args.cache) / "shapes")}})
     if args.epochs:
         config = cfg.with_overrides(config, {"train": {"num_epochs": args.epochs}})
@@ -252,7 +267,7 @@ def _cmd_demo(args) -> int:
     say(f"[4/4] writing the report")
     timings = {"data_s": round(data_s, 1), "train_s": round(summary["timings"]["train_s"], 1),
                "eval_s": scores["eval_s"]}
-    (out / "timings.json").write_text(json.dumps(timings, indent=1))
+    write_text_atomic(out / "timings.json", json.dumps(timings, indent=1))
     report = write_report(out)
     total = time.perf_counter() - t_start
     say("")
@@ -289,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _limit_blas_threads(args.threads)
+    _limit_blas_threads(args.threads)  # before any work; exits with a message on a bad value
     if os.environ.get("RNNCAP_DEBUG"):
         return _COMMANDS[args.command](args)
     from rnncap.checkpoint import CheckpointError

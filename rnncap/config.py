@@ -195,6 +195,8 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {path} cannot be read as text: {err}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:

@@ -72,18 +72,26 @@ def greedy(step, state, start_id, end_id, max_length, null_id=0):
 
     Returns:
         int32 array (N, T): generated ids, ``null_id`` after ``end_id``.
+
+    A row that has emitted ``end_id`` leaves the batch: later calls to ``step``
+    see only the unfinished rows (fewer than N), so a trained model, which ends
+    most captions well before ``max_length``, pays only for the words it writes.
     """
     n = _check_common(state, start_id, end_id, max_length)
     out = np.full((n, max_length), null_id, dtype=np.int32)
     tokens = np.full(n, start_id, dtype=np.int64)
-    done = np.zeros(n, dtype=bool)
+    alive = np.arange(n)  # rows still decoding; finished rows leave the batch
     for t in range(max_length):
-        logprobs, state = _call_step(step, tokens, state, n)
-        tokens = np.argmax(logprobs, axis=1)  # (N,)
-        out[:, t] = np.where(done, null_id, tokens)
-        done |= tokens == end_id
-        if done.all():
-            break
+        logprobs, state = _call_step(step, tokens, state, len(alive))
+        tokens = np.argmax(logprobs, axis=1)  # (n_alive,)
+        out[alive, t] = tokens
+        ended = tokens == end_id
+        if ended.any():
+            if ended.all():
+                break
+            keep = ~ended
+            alive, tokens = alive[keep], tokens[keep]
+            state = tuple(a[keep] for a in state)
     return out
 
 
@@ -205,7 +213,8 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
     """Batched beam search: all beams of all images advance in one step call.
 
     The N images carry ``k = beam_size`` live beams each, so every call to
-    ``step`` sees N*k rows (row ``i*k + j`` is beam j of image i). At each
+    ``step`` after the first sees N*k rows (row ``i*k + j`` is beam j of image
+    i); the first sees N rows, since all k beams of an image start equal. At each
     time step every live beam is extended by every token; per image the 2k
     best extensions (by total log-probability, all of equal length) are kept.
     Of these, those ending in <END> *and ranking within the first k* are moved
@@ -227,7 +236,8 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
     back into the model).
 
     Args:
-        step: ``step(tokens (M,), state) -> (logprobs (M, V), new_state)``; M = N*k.
+        step: ``step(tokens (M,), state) -> (logprobs (M, V), new_state)``; M = N
+            at the first call, N*k after.
         state: tuple of arrays with leading axis N (each is repeated k times).
         start_id, end_id, max_length, null_id: as in :func:`greedy`.
         beam_size: k >= 1. k = 1 with ``length_penalty=0`` equals greedy.
@@ -249,8 +259,7 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
     T = int(max_length)
     img = np.arange(n)[:, None]  # (N, 1), for fancy indexing per image
 
-    state = tuple(np.repeat(a, k, axis=0) for a in state)  # (N*k, ...)
-    tokens = np.full(n * k, start_id, dtype=np.int64)
+    tokens = np.full(n, start_id, dtype=np.int64)  # the first step runs on N rows
     live_seq = np.full((n, k, T), null_id, dtype=np.int32)
     # Only beam 0 is real at the start; the others would duplicate it.
     live_lp = np.full((n, k), -np.inf)
@@ -263,7 +272,8 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
     done = np.zeros(n, dtype=bool)
 
     for t in range(T):
-        logprobs, state = _call_step(step, tokens, state, n * k)
+        beams = 1 if t == 0 else k  # rows per image in this call
+        logprobs, state = _call_step(step, tokens, state, n * beams)
         v = logprobs.shape[1]
         # The image's best 2k extensions are among each beam's own best 2k tokens,
         # and adding a beam's log-probability does not reorder its row: select per
@@ -273,8 +283,14 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
         if per_row < v:
             part = np.argpartition(logprobs, v - per_row, axis=1)[:, v - per_row:]  # (N*k, 2k)
         else:
-            part = np.broadcast_to(np.arange(v), (n * k, v))
-        cand_lp = live_lp.reshape(-1, 1) + np.take_along_axis(logprobs, part, axis=1)
+            part = np.broadcast_to(np.arange(v), (n * beams, v))
+        picked = np.take_along_axis(logprobs, part, axis=1)
+        if beams < k:
+            # The first step: every beam of an image would see the same row; beams
+            # 1..k-1 are at -inf, so copying beam 0's candidates to them keeps them out.
+            part = np.repeat(part, k, axis=0)
+            picked = np.repeat(picked, k, axis=0)
+        cand_lp = live_lp.reshape(-1, 1) + picked
         cand_lp = cand_lp.reshape(n, k * per_row)
         cand_tok = part.reshape(n, k * per_row)
         cand_beam = np.broadcast_to(np.repeat(np.arange(k), per_row), (n, k * per_row))
@@ -321,7 +337,10 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
         done |= np.isfinite(worst_kept) & (best_reachable <= worst_kept)
         if done.all():
             break
-        rows = (np.arange(n)[:, None] * k + src_beam).reshape(-1)  # (N*k,)
+        if beams < k:  # all beams came from the same row: k copies of it
+            rows = np.repeat(np.arange(n), k)
+        else:
+            rows = (np.arange(n)[:, None] * k + src_beam).reshape(-1)  # (N*k,)
         state = tuple(a[rows] for a in state)
         tokens = top_tok[img, live].reshape(-1).astype(np.int64)
 

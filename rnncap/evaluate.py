@@ -10,15 +10,14 @@ This module does not know how models are trained or stored, nor how data files a
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
-
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from rnncap import decode
+from rnncap.checkpoint import write_text_atomic
 
 __all__ = ["DecodeOptions", "decode_features", "evaluate_split", "evaluate_and_save", "split_images"]
 
@@ -79,6 +78,8 @@ def split_images(data: dict, split: str, limit: int | None = None) -> np.ndarray
     if f"{split}_features" not in data:
         have = sorted(k[:-len("_features")] for k in data if k.endswith("_features"))
         raise ValueError(f"the data has no '{split}' split; it has {', '.join(have) or 'none'}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1 image, got {limit}")
     images = np.unique(data[f"{split}_image_idxs"])
     return images[:limit] if limit is not None else images
 
@@ -148,8 +149,6 @@ def evaluate_and_save(restored, data: dict, split: str, options: DecodeOptions, 
     scores = dict(scores, eval_s=round(time.perf_counter() - t0, 3))
     if out is None:
         out = restored.checkpoint.folder.parent.parent / f"eval-{split}-{options.name}.json"
-    tmp = Path(f"{out}.tmp")
-    tmp.write_text(json.dumps({"checkpoint": str(restored.checkpoint.folder), "scores": scores,
-                               "images": records}, indent=1))
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps({"checkpoint": str(restored.checkpoint.folder),
+                                       "scores": scores, "images": records}, indent=1))
     return scores, Path(out)

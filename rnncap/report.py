@@ -19,6 +19,7 @@ import base64
 import html
 import io
 import json
+import os
 from pathlib import Path
 
 __all__ = ["write_report"]
@@ -28,9 +29,18 @@ THUMB = 128
 
 
 def _read_jsonl(path: Path) -> list[dict]:
+    """Records of a JSON-lines file; a torn last line (a kill mid-write) is skipped."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except ValueError as err:
+            if i < len(lines) - 1:
+                raise ValueError(f"{path}, line {i + 1}: not JSON ({err})") from None
+    return records
 
 
 def _axes():
@@ -49,8 +59,10 @@ def _finish(fig, ax, path: Path) -> None:
     ax.legend(loc="upper left")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png")
     plt.close(fig)
+    os.replace(tmp, path)
 
 
 def _plot_loss(loss_history, epochs, path: Path) -> bool:
@@ -138,7 +150,7 @@ def _table(rows: list[tuple[str, object]]) -> str:
 
 def write_report(run_dir: str | Path) -> Path:
     """Write `run_dir/report.html` (and its PNG curves); return its path."""
-    from rnncap.checkpoint import read_checkpoint, unpack
+    from rnncap.checkpoint import read_checkpoint, unpack, write_text_atomic
 
     run_dir = Path(run_dir)
     if not (run_dir / "checkpoints").is_dir():
@@ -213,8 +225,4 @@ generated caption ({html.escape(str(shown["scores"].get("method")) if shown else
 <div class="grid">{"".join(cards)}</div>
 </body></html>
 """
-    out = run_dir / "report.html"
-    tmp = run_dir / "report.html.tmp"
-    tmp.write_text(page)
-    tmp.replace(out)
-    return out
+    return write_text_atomic(run_dir / "report.html", page)

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from rnncap import __version__
-from rnncap.checkpoint import CheckpointError, pack, read_checkpoint, save_to_run, unpack
+from rnncap.checkpoint import (CheckpointError, pack, read_checkpoint, save_to_run, unpack,
+                               write_text_atomic)
 from rnncap.config import RunConfig, from_dict, to_dict
 from rnncap.evaluate import DecodeOptions, evaluate_split
 
@@ -118,6 +119,11 @@ def _save(run_dir, config, model, vocab, solver, data, history, keep):
         arrays={"weights": dict(model.params), "solver": solver_arrays})
 
 
+def _learning_rate(solver) -> float:
+    """The learning rate the solver's next iteration uses (the same for every parameter)."""
+    return float(solver.optim_configs[next(iter(solver.optim_configs))]["learning_rate"])
+
+
 def _append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a") as f:
         f.write(json.dumps(record) + "\n")
@@ -125,15 +131,16 @@ def _append_jsonl(path: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
-def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          data: dict | None = None, stop_after: int | None = None) -> dict:
+def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False,
+          num_epochs: int | None = None, progress: bool = True, data: dict | None = None,
+          stop_after: int | None = None) -> dict:
     """Train (or resume) a run; checkpoint every epoch, on Ctrl-C and at the end.
 
     Args:
-        config: the run's configuration (on resume, the checkpoint's own config is used instead,
-            except train.num_epochs, which may grow to train longer).
+        config: the run's configuration; ignored on resume, which uses the checkpoint's own.
         run_dir: the run folder.
         resume: continue from the run folder's latest checkpoint.
+        num_epochs: train for this many epochs in all instead (on resume: to train longer).
         progress: show a progress bar.
         data: already loaded data (tests, the demo); loaded from config.data when None.
         stop_after: stop (as if interrupted) once this many iterations are done in total.
@@ -148,13 +155,19 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
     restored = None
     if resume:
         restored = restore(run_dir)
-        config = from_dict(RunConfig, {"train": {"num_epochs": config.train.num_epochs}},
-                           "resume", base=restored.config) if config else restored.config
+        config = restored.config
+    elif config is None:
+        raise ValueError("a new run needs a config")
     elif (run_dir / "checkpoints").exists():
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
                               f"or choose a new --out folder")
+    elif config.data.path is not None:  # evaluate/report/resume may run from another folder
+        config = from_dict(RunConfig, {"data": {"path": str(Path(config.data.path).resolve())}},
+                           "config", base=config)
+    if num_epochs is not None:
+        config = from_dict(RunConfig, {"train": {"num_epochs": num_epochs}}, "num_epochs", base=config)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(to_dict(config), indent=1))
+    write_text_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
 
     t0 = time.perf_counter()
     if data is None:
@@ -173,15 +186,14 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
     tc = config.train
     val_options = DecodeOptions("greedy", max_length=data["train_captions"].shape[1] - 1)
     metrics_path = run_dir / "metrics.jsonl"
-    epoch_start = {"t": 0, "time": time.perf_counter()}
+    epoch_start = {"t": 0, "time": time.perf_counter(), "lr": tc.learning_rate}
     saved = {"t": None, "ckpt": None}
 
     def record(solver, kind):
         losses = solver.loss_history[epoch_start["t"]:]
         rec = {"kind": kind, "epoch": solver.epoch, "iteration": solver.t,
                "train_loss": float(np.mean(losses)) if losses else None,
-               "learning_rate": float(solver.optim_configs[next(iter(solver.optim_configs))]
-                                      ["learning_rate"]),
+               "learning_rate": epoch_start["lr"],  # the rate this epoch trained at
                "epoch_s": round(time.perf_counter() - epoch_start["time"], 3)}
         if kind == "epoch" and tc.val_images and "val_features" in data:
             t = time.perf_counter()
@@ -204,7 +216,7 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
         say(line)
         saved["ckpt"] = _save(run_dir, config, model, vocab, solver, data, history, tc.keep_checkpoints)
         saved["t"] = solver.t
-        epoch_start.update(t=solver.t, time=time.perf_counter())
+        epoch_start.update(t=solver.t, time=time.perf_counter(), lr=_learning_rate(solver))
 
     def on_iteration(solver):
         if stop_after is not None and solver.t >= stop_after:
@@ -220,7 +232,8 @@ def train(config: RunConfig, run_dir: str | Path, *, resume: bool = False, progr
                                       restored.checkpoint.arrays.get("solver", {})))
         solver.num_epochs = tc.num_epochs
         solver.num_iterations = tc.num_epochs * solver.iterations_per_epoch
-        epoch_start["t"] = solver.t
+        # this epoch's mean loss covers its iterations from before the interruption too
+        epoch_start.update(t=solver.epoch * solver.iterations_per_epoch, lr=_learning_rate(solver))
 
     previous = signal.getsignal(signal.SIGINT)
 

@@ -45,6 +45,9 @@ def test_caption_precomputed_features(trained, tmp_path, capsys):
 
 
 def test_evaluate_then_report(trained, tmp_path, capsys):
+    import shutil
+
+    trained = shutil.copytree(trained, tmp_path / "run")  # leave the shared fixture untouched
     out = tmp_path / "eval.json"
     assert main(["evaluate", str(trained), "--split", "test", "--no-meteor", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
@@ -161,3 +164,26 @@ def test_blas_threads_default_to_one_and_follow_the_flag(tmp_path):
         assert _blas_threads_after(["--threads", "2", "report", "nowhere"], tmp_path) == ["1", "2"]
     with pytest.raises(SystemExit, match="--threads must be >= 1"):
         main(["--threads", "0", "report", str(tmp_path)])
+
+
+def test_evaluate_limit_must_be_positive(trained, capsys):
+    assert main(["evaluate", str(trained), "--limit", "-1", "--no-meteor"]) == 1
+    assert "--limit must be >= 1" in capsys.readouterr().err
+
+
+def test_evaluate_names_a_missing_data_folder(tiny_shapes, tiny_train_flags, tmp_path, capsys):
+    import shutil
+
+    data = shutil.copytree(tiny_shapes, tmp_path / "data")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--format", "karpathy", "--epochs", "1", "--out", str(run),
+                 *tiny_train_flags]) == 0
+    shutil.rmtree(data)
+    assert main(["evaluate", str(run), "--no-meteor"]) == 1
+    err = capsys.readouterr().err
+    assert str(data) in err and "--data" in err
+
+
+def test_config_file_that_is_a_folder(tmp_path, capsys):
+    assert main(["train", "--data", str(tmp_path), "--config", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
+    assert f"config file {tmp_path} cannot be read" in capsys.readouterr().err

@@ -55,6 +55,12 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_shapes, tiny_data, u
     sb = read_checkpoint(tmp_path).documents["solver"]
     assert sa["loss_history"] == sb["loss_history"]
     assert sa["rng_state"] == sb["rng_state"]
+    # the epoch records agree too (an epoch's mean loss spans the interruption)
+    keys = ("epoch", "iteration", "train_loss", "learning_rate")
+    ha = [{k: h[k] for k in keys} for h in read_checkpoint(full_run).documents["history"]]
+    hb = [{k: h[k] for k in keys} for h in read_checkpoint(tmp_path).documents["history"]
+          if h["kind"] == "epoch"]
+    assert ha == hb
 
 
 def test_sigint_saves_a_checkpoint_and_resume_matches(tiny_shapes, tiny_data, uninterrupted,
@@ -109,3 +115,23 @@ def test_resume_with_other_data_is_refused(tiny_shapes, tmp_path, tiny_data):
     other = dict(tiny_data, vocab=type(tiny_data["vocab"])(tiny_data["vocab"].idx_to_word[:-1]))
     with pytest.raises(ValueError, match="vocabulary differs"):
         train(_config(tiny_shapes), tmp_path, resume=True, progress=False, data=other)
+
+
+def test_resume_keeps_the_checkpoints_epochs_unless_told(tiny_shapes, tiny_data, tmp_path):
+    train(_config(tiny_shapes, num_epochs=2), tmp_path, progress=False, data=tiny_data, stop_after=3)
+    done = train(None, tmp_path, resume=True, progress=False, data=tiny_data)
+    assert done["num_iterations"] == done["iterations"] == 2 * 7
+    more = train(None, tmp_path, resume=True, num_epochs=3, progress=False, data=tiny_data)
+    assert more["iterations"] == 3 * 7
+
+
+def test_learning_rate_recorded_is_the_one_each_epoch_trained_at(uninterrupted):
+    run, _ = uninterrupted
+    lrs = [h["learning_rate"] for h in read_checkpoint(run).documents["history"]]
+    assert lrs[0] == 5e-3 and lrs[1] == 5e-3 * 0.995
+
+
+def test_data_path_is_stored_absolute(tiny_shapes, tiny_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tiny_shapes.parent)
+    train(_config(tiny_shapes.name), tmp_path, progress=False, data=tiny_data, stop_after=1)
+    assert restore(tmp_path).config.data.path == str(tiny_shapes.resolve())
