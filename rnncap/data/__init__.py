@@ -61,7 +61,7 @@ def load_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test=10
                             image_size=image_size, captions_per_image=captions_per_image,
                             progress=progress)
     json_path = os.path.join(folder, "dataset.json")
-    images, _ = parse_dataset_json(json_path)
+    images, _, _ = parse_dataset_json(json_path)
     options = {"image_size": image_size, **(extractor_options or {})}
     paths = {s: [im["file"] for im in ims] for s, ims in images.items()}
     feats, extractor_dir = cached_split_features(folder, paths, key=os.path.basename(folder),
@@ -90,7 +90,7 @@ def detect_format(path):
     raise ValueError(
         f"cannot tell the data format of {path}: looked for coco2014_captions.h5 (cs231n), "
         f"dataset.json (karpathy) and captions_*.json (coco); for the built-in dataset "
-        f"pass fmt='shapes'")
+        f"use format 'shapes' (rnncap train --format shapes)")
 
 
 def load_data(path, fmt=None, *, max_length=None, min_count=1, max_size=None, level="word",

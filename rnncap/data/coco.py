@@ -72,13 +72,15 @@ def read_keyed_features(path):
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
     else:
-        import h5py
+        from rnncap.data.cs231n import open_h5
 
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             arrays = {k: f[k][()] for k in f.keys()}
+    from rnncap.data.cs231n import MissingKeyError
+
     for k in ("image_ids", "features"):
         if k not in arrays:
-            raise KeyError(f"{path}: missing key '{k}' (has: {sorted(arrays)})")
+            raise MissingKeyError(f"{path}: missing key '{k}' (has: {sorted(arrays)})")
     ids, feats = arrays["image_ids"], arrays["features"]
     if feats.ndim != 2 or ids.shape != (feats.shape[0],):
         raise ValueError(f"{path}: 'image_ids' has shape {ids.shape} and 'features' shape "

@@ -24,6 +24,7 @@ This module does NOT know how the features were computed, what a model is,
 or any other data format.
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -43,10 +44,34 @@ def _require(path):
         raise FileNotFoundError(f"CS231n data file not found: {path}")
 
 
+@contextlib.contextmanager
+def open_h5(path, mode="r"):
+    """h5py.File(path) whose failure to open (not HDF5, truncated) names the file."""
+    import h5py
+
+    try:
+        f = h5py.File(path, mode)
+    except OSError as e:
+        raise ValueError(f"{path}: not a readable HDF5 file ({e})") from None
+    with f:
+        yield f
+
+
+class MissingKeyError(KeyError, ValueError):
+    """A data file lacks a key it must have.
+
+    A KeyError, as a missing key is in Python, and a ValueError, as every other malformed
+    input is, so callers that report bad input (the CLI) report this one too.
+    """
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
+
+
 def _read_h5(f, key, path):
     """One dataset from an open h5py.File, as a NumPy array, with a clear error."""
     if key not in f:
-        raise KeyError(f"{path}: missing key '{key}' (has: {sorted(f.keys())})")
+        raise MissingKeyError(f"{path}: missing key '{key}' (has: {sorted(f.keys())})")
     return f[key][()]
 
 
@@ -105,7 +130,7 @@ def load_coco_data(base_dir, max_train=None, pca_features=True, *, seed=0):
     data = {}
     cap_path = os.path.join(base_dir, CAPTIONS_FILE)
     _require(cap_path)
-    with h5py.File(cap_path, "r") as f:
+    with open_h5(cap_path) as f:
         for split in SPLITS:
             data[f"{split}_captions"] = _as_dtype(
                 _read_h5(f, f"{split}_captions", cap_path), np.int32, cap_path, f"{split}_captions")
@@ -117,7 +142,7 @@ def load_coco_data(base_dir, max_train=None, pca_features=True, *, seed=0):
     for split in SPLITS:
         path = os.path.join(base_dir, FEATURE_FILES[bool(pca_features)].format(split=split))
         _require(path)
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             data[f"{split}_features"] = _as_dtype(_read_h5(f, "features", path), np.float32,
                                                   path, "features")
         feat_paths[split] = path

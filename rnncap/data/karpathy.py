@@ -38,11 +38,11 @@ def read_feature_file(path, key="features"):
         except ValueError as e:
             raise ValueError(f"{path}: not a .npy array file ({e})") from None
     elif path.endswith((".h5", ".hdf5")):
-        import h5py
+        from rnncap.data.cs231n import MissingKeyError, open_h5
 
-        with h5py.File(path, "r") as f:
+        with open_h5(path) as f:
             if key not in f:
-                raise KeyError(f"{path}: missing key '{key}' (has: {sorted(f.keys())})")
+                raise MissingKeyError(f"{path}: missing key '{key}' (has: {sorted(f.keys())})")
             a = f[key][()]
     else:
         raise ValueError(f"{path}: features must be a .npy or .h5 file")
@@ -72,7 +72,8 @@ def parse_dataset_json(path, root=None, restval="train"):
 
     Returns:
         (dict split -> list of {"file", "captions", ["truth"]}, dict split ->
-        list of row numbers of those images in the file's ``images`` list).
+        list of row numbers of those images in the file's ``images`` list, the number
+        of images the file lists).
     """
     path = os.fspath(path)
     root = os.path.dirname(path) if root is None else os.fspath(root)
@@ -116,7 +117,10 @@ def parse_dataset_json(path, root=None, restval="train"):
         rows[split].append(n)
     images = {s: v for s, v in images.items() if v}
     rows = {s: rows[s] for s in images}
-    return images, rows
+    if "train" not in images:
+        raise ValueError(f"{path}: lists no images of the 'train' split "
+                         f"({len(d['images'])} images in all); training needs some")
+    return images, rows, len(d["images"])
 
 
 def load_karpathy(path, features=None, *, image_root=None, restval="train", extractor="randconv",
@@ -141,7 +145,7 @@ def load_karpathy(path, features=None, *, image_root=None, restval="train", extr
     path = os.fspath(path)
     json_path = os.path.join(path, "dataset.json") if os.path.isdir(path) else path
     folder = os.path.dirname(json_path)
-    images, rows = parse_dataset_json(json_path, image_root, restval)
+    images, rows, n_listed = parse_dataset_json(json_path, image_root, restval)
     extractor_dir = None
     if features is None:
         found = [os.path.join(folder, n) for n in FEATURE_NAMES
@@ -149,11 +153,16 @@ def load_karpathy(path, features=None, *, image_root=None, restval="train", extr
         features = found[0] if found else None
     if features is not None:
         all_feats = read_feature_file(features)
-        n_images = max(r for rs in rows.values() for r in rs) + 1
-        if all_feats.shape[0] < n_images:
+        if all_feats.shape[0] != n_listed:  # one row per image, in the file's order
             raise ValueError(f"{features}: has {all_feats.shape[0]} rows (shape "
-                             f"{all_feats.shape}) but {json_path} lists at least {n_images} images")
+                             f"{all_feats.shape}) but {json_path} lists {n_listed} images; "
+                             f"expected one row per image, in the same order")
         feats = {s: np.asarray(all_feats[rows[s]], dtype=np.float32) for s in images}
+        for s, f in feats.items():
+            bad = np.flatnonzero(~np.isfinite(f).all(axis=1))
+            if bad.size:
+                raise ValueError(f"{features}: row {rows[s][bad[0]]} holds NaN or infinite values "
+                                 f"({bad.size} such rows in the {s} split)")
     else:
         from rnncap.data.features import cached_split_features
 

@@ -97,3 +97,35 @@ def test_features_computed_from_images_when_no_file(tmp_path):
     (tmp_path / "imgs" / "3.jpg").write_text("not a jpeg")
     with pytest.raises(ValueError, match="3.jpg"):
         load_karpathy(tmp_path, extractor_options=dict(opts, seed=1))  # new key: recomputes
+
+
+def test_features_must_match_the_dataset_exactly(tmp_path):
+    f = write(tmp_path)
+    np.save(tmp_path / "features.npy", np.concatenate([f, f[:1]]))  # one row too many
+    with pytest.raises(ValueError, match=r"features.npy: has 5 rows.*lists 4 images"):
+        load_karpathy(tmp_path)
+    f[2, 1] = np.nan
+    np.save(tmp_path / "features.npy", f)
+    with pytest.raises(ValueError, match=r"features.npy: row 2 holds NaN"):
+        load_karpathy(tmp_path)
+
+
+def test_unreadable_hdf5_and_missing_key_are_value_errors(tmp_path):
+    write(tmp_path, feats=None)
+    (tmp_path / "features.h5").write_bytes(b"not hdf5 at all")
+    with pytest.raises(ValueError, match="features.h5: not a readable HDF5 file"):
+        load_karpathy(tmp_path)
+    (tmp_path / "features.h5").unlink()
+    with h5py.File(tmp_path / "features.h5", "w") as h:
+        h["feats"] = np.zeros((4, 4))
+    with pytest.raises(ValueError, match="features.h5: missing key 'features'"):
+        load_karpathy(tmp_path)
+
+
+def test_no_training_images(tmp_path):
+    write(tmp_path, [IMAGES[1]])
+    with pytest.raises(ValueError, match="dataset.json: lists no images of the 'train' split"):
+        load_karpathy(tmp_path)
+    write(tmp_path, [])
+    with pytest.raises(ValueError, match="lists no images of the 'train' split"):
+        load_karpathy(tmp_path)
