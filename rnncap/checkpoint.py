@@ -104,12 +104,27 @@ def _write_synced(path: Path, write) -> None:
         os.fsync(f.fileno())
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename inside `folder` durable (POSIX); a no-op where folders cannot be opened."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def write_text_atomic(path: str | Path, text: str) -> Path:
     """Write a small text file under a temporary name, then rename it into place."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     _write_synced(tmp, lambda f: f.write(text.encode()))
     os.replace(tmp, path)
+    _fsync_dir(path.parent)
     return path
 
 
@@ -150,6 +165,7 @@ def write_checkpoint(folder: str | Path, *, documents: dict[str, Any],
         text = json.dumps(manifest, indent=1).encode()
         _write_synced(tmp / MANIFEST, lambda f: f.write(text))
         os.rename(tmp, folder)
+        _fsync_dir(folder.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -228,6 +244,7 @@ def save_to_run(run_dir: str | Path, name: str, keep: int | None = None, **conte
     pointer_tmp = base / f".{LATEST}.tmp"
     _write_synced(pointer_tmp, lambda f: f.write(final.name.encode()))
     os.replace(pointer_tmp, base / LATEST)
+    _fsync_dir(base)
     if keep:
         done = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")
                       and (p / MANIFEST).exists())
