@@ -187,3 +187,27 @@ def test_evaluate_names_a_missing_data_folder(tiny_shapes, tiny_train_flags, tmp
 def test_config_file_that_is_a_folder(tmp_path, capsys):
     assert main(["train", "--data", str(tmp_path), "--config", str(tmp_path), "--out", str(tmp_path / "r")]) == 1
     assert f"config file {tmp_path} cannot be read" in capsys.readouterr().err
+
+
+def test_demo_end_to_end_on_tiny_data(tiny_shapes, tmp_path, monkeypatch, capsys):
+    """The demo's wiring (data, train, test evaluation, report, summary), with a tiny preset."""
+    import shutil
+
+    from rnncap import config as cfg
+
+    shutil.copytree(tiny_shapes, tmp_path / "cache" / "shapes")
+    tiny = cfg.with_overrides(cfg.DEMO, {"data": {"format": "karpathy"},
+                                         "model": {"hidden_dim": 16, "wordvec_dim": 8},
+                                         "train": {"num_epochs": 1, "batch_size": 50, "val_images": 5}})
+    monkeypatch.setattr(cfg, "DEMO", tiny)
+    args = ["demo", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "demo"), "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "test greedy (20 images)" in out and "report:" in out
+    assert (tmp_path / "demo" / "report.html").is_file()
+    assert main(args) == 0  # a second demo replaces the first
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "keep.txt").write_text("mine")
+    assert main(["demo", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "other")]) == 1
+    assert (tmp_path / "other" / "keep.txt").read_text() == "mine"
+    assert "not a demo run folder" in capsys.readouterr().err
