@@ -234,7 +234,8 @@ def test_model_that_never_emits_end_stops_at_max_length():
         calls.clear()
         res = beam_search(counting, state, START, END, T, beam_size=3, n_best=3)
     assert not np.any(g == END) and not np.any(s == END)
-    assert len(calls) == T and all(c == (3 * 3,) for c in calls)  # one call per step, N*k rows
+    # one call per step: N rows first (all beams start equal), then N*k rows
+    assert len(calls) == T and calls[0] == (3,) and all(c == (3 * 3,) for c in calls[1:])
     for hyps in res.nbest:
         assert len(hyps) == 3 and all(len(h.tokens) == T and END not in h.tokens for h in hyps)
 
