@@ -17,10 +17,14 @@ V=1004, W=256, H=512, D=512, float32), for the vanilla RNN and the LSTM:
 * gemm: NumPy's float32 matrix product (2048 x 2048 x 2048, written into a preallocated
   array), the machine's GEMM rate as rnncap can use it; PyTorch's (MKL) for reference.
 
-Every item is timed in ONE interleaved loop (gemm, rnncap, torch, gemm, rnncap, torch,
-...; the order inside a round alternates), and medians are reported, because the
-machine is shared. Both libraries get the same thread count (NumPy's OpenBLAS through
-OPENBLAS_NUM_THREADS, set before NumPy loads; PyTorch through torch.set_num_threads).
+Each library runs in its OWN worker process (multiprocessing, spawn), so the two
+thread pools never share a process; the parent alternates turns between them (gemm,
+rnncap, torch, gemm, rnncap, torch, ...; the order inside a round alternates) and
+reports medians, because the machine is shared. A turn is `--calls` calls back to back
+of which the last is timed: the first absorbs the switch (the other library's threads
+still spinning, cold caches). Both libraries get the same thread count (NumPy's
+OpenBLAS through OPENBLAS_NUM_THREADS, set before NumPy loads and inherited by the
+workers; PyTorch through torch.set_num_threads).
 
 Both models hold the SAME weights (copied from rnncap's; the LSTM gate blocks are
 permuted from rnncap's i, f, o, g to PyTorch's i, f, g, o), so before timing the
@@ -71,6 +75,10 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=16, help="decoding steps (max_length)")
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--gap", type=float, default=0.0,
+                   help="seconds of idle between turns (lets worker threads go to sleep)")
+    p.add_argument("--calls", type=int, default=2,
+                   help="calls per turn, back to back; only the last is timed")
     p.add_argument("--json", help="also write the results to this JSON file")
     return p.parse_args(argv)
 
@@ -121,7 +129,8 @@ def openblas_info():
     return info
 
 
-def machine_info(torch):
+def machine_info():
+    """The parent's view of the machine; the workers report their libraries' own."""
     cpu = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
@@ -142,10 +151,6 @@ def machine_info(torch):
         "python": platform.python_version(),
         "numpy": np.__version__,
         "numpy_blas": blas,
-        "openblas_runtime": openblas_info(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "torch_blas": "MKL" if torch.backends.mkl.is_available() else "other",
         "loadavg_start": os.getloadavg(),
     }
 
@@ -365,22 +370,6 @@ def make_batch(rng, N, T, V, D):
 # ---------------------------------------------------------------------------- timing
 
 
-def interleaved(fns, reps):
-    """Times every callable `reps` times, round-robin, alternating the order per round.
-
-    Returns:
-        dict name -> list of seconds.
-    """
-    names = list(fns)
-    times = {k: [] for k in names}
-    for r in range(reps):
-        for k in names if r % 2 == 0 else names[::-1]:
-            t0 = time.perf_counter()
-            fns[k]()
-            times[k].append(time.perf_counter() - t0)
-    return times
-
-
 def rel_error(a, b):
     """Largest absolute difference relative to the largest magnitude: elementwise
     relative errors blow up on entries that are ~0 in float32 for both libraries."""
@@ -394,95 +383,210 @@ def summarize(times):
             "q75_s": float(np.percentile(arr, 75)), "n": len(arr)}
 
 
-def gemm_fns(torch, n=2048):
+def gemm_fn(side, torch=None, n=2048):
+    """One side's float32 GEMM (n x n x n into a preallocated array) and its FLOPs."""
     rng = np.random.default_rng(1)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
-    out = np.empty((n, n), np.float32)
-    ta, tb, tout = torch.from_numpy(a.copy()), torch.from_numpy(b.copy()), torch.empty(n, n)
-    return (lambda: np.matmul(a, b, out=out)), (lambda: torch.mm(ta, tb, out=tout)), 2 * n ** 3
+    if side == "rnncap":
+        out = np.empty((n, n), np.float32)
+        return (lambda: np.matmul(a, b, out=out)), 2 * n ** 3
+    ta, tb, tout = torch.from_numpy(a), torch.from_numpy(b), torch.empty(n, n)
+    return (lambda: torch.mm(ta, tb, out=tout)), 2 * n ** 3
 
 
-def bench_cell(torch, cell, args, gemm):
+# ---------------------------------------------------------------------------- workers
+
+
+def make_inputs(args):
+    """The training batch and the decoding features; the same in every process."""
     s = SIZES
-    G = s["H"] * (4 if cell == "lstm" else 1)
-    model = make_rnncap(cell)
-    peer = make_torch_peer(torch, model)
     rng = np.random.default_rng(0)
-    res = {"cell": cell}
-    np_gemm, torch_gemm, gemm_flop = gemm
+    features, captions = make_batch(rng, s["N"], s["T"], s["V"], s["D"])
+    feats = rng.standard_normal((args.images, s["D"])).astype(np.float32)
+    return features, captions, feats
 
-    if "train" in args.only:
-        features, captions = make_batch(rng, s["N"], s["T"], s["V"], s["D"])
-        tf, tc = torch.from_numpy(features), torch.from_numpy(captions)
-        lengths = target_lengths(captions)
-        tl = torch.from_numpy(lengths.astype(np.int64))
-        loss, grads = model.loss(features, captions)
-        tloss = torch_train_step(torch, peer, tf, tc)
-        tgrads = torch_grads_as_rnncap(peer, cell)
-        tloss_packed = torch_train_step(torch, peer, tf, tc, tl)
-        tgrads_packed = torch_grads_as_rnncap(peer, cell)
-        check = {"loss_rnncap": loss, "loss_torch": tloss.item(),
-                 "loss_torch_packed": tloss_packed.item(),
-                 "grad_rel_error_max": max(rel_error(grads[k], tgrads[k]) for k in grads),
-                 "grad_rel_error_max_packed": max(rel_error(grads[k], tgrads_packed[k])
-                                                  for k in grads),
-                 "grad_dtypes": sorted({str(g.dtype) for g in grads.values()})}
-        flops = train_flops(s["N"], s["T"], s["V"], s["W"], s["H"], s["D"], G)
-        times = interleaved({
-            "gemm_numpy": np_gemm,
-            "gemm_torch": torch_gemm,
-            "rnncap": lambda: model.loss(features, captions),
-            "torch": lambda: torch_train_step(torch, peer, tf, tc),
-            "torch_packed": lambda: torch_train_step(torch, peer, tf, tc, tl),
-        }, args.reps)
-        res["train"] = _report(times, flops, gemm_flop, check)
-        packed = packed_train_flops(lengths, s["V"], s["W"], s["H"], s["D"], G)
-        t_ours = res["train"]["rnncap"]["median_s"]
-        res["train"].update({
-            "padding_share": 1 - lengths.sum() / lengths.size / s["T"],
-            "gflop_packed": packed / 1e9,
-            "rnncap_gflops_packed": packed / t_ours / 1e9,
-            "rnncap_share_of_gemm_packed": packed / t_ours / 1e9 / res["train"]["gemm_numpy_gflops"],
-            "speedup_vs_torch_packed": res["train"]["torch_packed"]["median_s"] / t_ours,
-        })
 
-    if "greedy" in args.only or "beam" in args.only:
+def side_items(side, cell, args):
+    """name -> (run, result) for one library: `run()` is what is timed, `result()`
+    returns what the parent compares across libraries (called once, untimed)."""
+    model = make_rnncap(cell)
+    features, captions, feats = make_inputs(args)
+    if side == "rnncap":
         from rnncap.decode import beam_search
 
-        feats = rng.standard_normal((args.images, s["D"])).astype(np.float32)
-        tfeats = torch.from_numpy(feats)
-        flops = greedy_flops(args.images, args.steps, s["V"], s["W"], s["H"], s["D"], G)
-
-    if "greedy" in args.only:
-        ours = model.sample(feats, max_length=args.steps)
-        theirs = torch_greedy(torch, peer, tfeats, args.steps).numpy()
-        check = {"identical_captions": float(np.mean(np.all(ours == theirs, axis=1)))}
-        times = interleaved({
-            "gemm_numpy": np_gemm,
-            "rnncap": lambda: model.sample(feats, max_length=args.steps),
-            "torch": lambda: torch_greedy(torch, peer, tfeats, args.steps),
-        }, args.decode_reps)
-        res["greedy"] = _report(times, flops, gemm_flop, check, per=args.images)
-
-    if "beam" in args.only:
-        def ours_beam():
-            # decoder_step (when the core has it) is the model's step for a whole run.
+        def beam():
             step = model.decoder_step() if hasattr(model, "decoder_step") else model.step
             return beam_search(step, model.init_state(feats), START, END, args.steps,
                                beam_size=args.beam, null_id=NULL).tokens
 
-        ours = ours_beam()
-        theirs = torch_beam(torch, peer, tfeats, args.steps, args.beam).numpy()
-        check = {"identical_best_captions": float(np.mean(np.all(ours == theirs, axis=1)))}
-        times = interleaved({
-            "gemm_numpy": np_gemm,
-            "rnncap": ours_beam,
-            "torch": lambda: torch_beam(torch, peer, tfeats, args.steps, args.beam),
-        }, args.decode_reps)
-        beam_flops = greedy_flops(args.images * args.beam, args.steps, s["V"], s["W"], s["H"],
-                                  s["D"], G)
-        res["beam"] = _report(times, beam_flops, gemm_flop, check, per=args.images)
+        gemm, _ = gemm_fn(side)
+        train = lambda: model.loss(features, captions)  # noqa: E731
+        greedy = lambda: model.sample(feats, max_length=args.steps)  # noqa: E731
+
+        def train_result():
+            loss, grads = train()
+            return {"loss": float(loss), "grads": grads}
+
+        return {"gemm": (gemm, None), "train": (train, train_result),
+                "greedy": (greedy, greedy), "beam": (beam, beam)}
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    peer = make_torch_peer(torch, model)
+    tf, tc = torch.from_numpy(features), torch.from_numpy(captions)
+    tl = torch.from_numpy(target_lengths(captions).astype(np.int64))
+    tfeats = torch.from_numpy(feats)
+    gemm, _ = gemm_fn(side, torch)
+
+    def result(lengths):
+        def fn():
+            loss = torch_train_step(torch, peer, tf, tc, lengths)
+            return {"loss": loss.item(), "grads": torch_grads_as_rnncap(peer, cell)}
+        return fn
+
+    greedy = lambda: torch_greedy(torch, peer, tfeats, args.steps).numpy()  # noqa: E731
+    beam = lambda: torch_beam(torch, peer, tfeats, args.steps, args.beam).numpy()  # noqa: E731
+    return {"gemm": (gemm, None),
+            "train": (lambda: torch_train_step(torch, peer, tf, tc), result(None)),
+            "train_packed": (lambda: torch_train_step(torch, peer, tf, tc, tl), result(tl)),
+            "greedy": (greedy, greedy), "beam": (beam, beam)}
+
+
+def worker(conn, side, cell, args):
+    """One library in its own process: builds its items, then answers the parent's
+    requests ("time", item) -> seconds of one call, ("result", item) -> outputs,
+    ("info",) -> library versions and thread counts, ("stop",)."""
+    items = side_items(side, cell, args)
+    while True:
+        msg = conn.recv()
+        if msg[0] == "stop":
+            conn.close()
+            return
+        if msg[0] == "info":
+            info = {"openblas_runtime": openblas_info()}
+            if side == "torch":
+                import torch
+
+                info.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
+                            torch_blas="MKL" if torch.backends.mkl.is_available() else "other",
+                            torch_parallel=torch.__config__.parallel_info().splitlines()[:4])
+            conn.send(info)
+        elif msg[0] == "result":
+            conn.send(items[msg[1]][1]())
+        else:  # ("time", item, calls): run it `calls` times back to back, time the last
+            run = items[msg[1]][0]
+            for _ in range(msg[2] - 1):
+                run()
+            t0 = time.perf_counter()
+            run()
+            conn.send(time.perf_counter() - t0)
+
+
+class Workers:
+    """The two libraries' worker processes for one cell (spawned: nothing shared)."""
+
+    def __init__(self, cell, args):
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self.conns, self.procs = {}, []
+        for side in ("rnncap", "torch"):
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=worker, args=(child, side, cell, args), daemon=True)
+            proc.start()
+            self.conns[side] = parent
+            self.procs.append(proc)
+
+    def ask(self, side, *msg):
+        self.conns[side].send(msg)
+        return self.conns[side].recv()
+
+    def close(self):
+        for side in self.conns:
+            self.conns[side].send(("stop",))
+        for proc in self.procs:
+            proc.join(timeout=30)
+
+
+def interleaved(workers, names, reps, gap, calls):
+    """Times every (side, item) `reps` times, round-robin, alternating the order per
+    round. Each turn runs in its library's own process: `calls` calls back to back, of
+    which the last is timed (the first ones absorb the switch from the other library:
+    its worker threads, OpenBLAS's thread server or PyTorch's OpenMP pool, spin for a
+    while after a call, and caches are cold). Between turns the parent waits `gap`
+    seconds. One warm-up call of each item precedes the timing.
+
+    Returns:
+        dict "side:item" -> list of seconds.
+    """
+    for side, item in names:
+        workers.ask(side, "time", item, 1)
+    times = {f"{s}:{i}": [] for s, i in names}
+    for r in range(reps):
+        for side, item in names if r % 2 == 0 else names[::-1]:
+            time.sleep(gap)
+            times[f"{side}:{item}"].append(workers.ask(side, "time", item, calls))
+    return times
+
+
+def bench_cell(cell, args):
+    s = SIZES
+    G = s["H"] * (4 if cell == "lstm" else 1)
+    res = {"cell": cell}
+    workers = Workers(cell, args)
+    try:
+        res["workers"] = {side: workers.ask(side, "info") for side in ("rnncap", "torch")}
+        gemm_flop = 2 * 2048 ** 3
+        rename = {"rnncap:gemm": "gemm_numpy", "torch:gemm": "gemm_torch", "rnncap:train": "rnncap",
+                  "torch:train": "torch", "torch:train_packed": "torch_packed"}
+        if "train" in args.only:
+            _, captions, _ = make_inputs(args)
+            lengths = target_lengths(captions)
+            ours = workers.ask("rnncap", "result", "train")
+            theirs = workers.ask("torch", "result", "train")
+            packed = workers.ask("torch", "result", "train_packed")
+            grads = ours["grads"]
+            check = {"loss_rnncap": ours["loss"], "loss_torch": theirs["loss"],
+                     "loss_torch_packed": packed["loss"],
+                     "grad_rel_error_max": max(rel_error(grads[k], theirs["grads"][k])
+                                               for k in grads),
+                     "grad_rel_error_max_packed": max(rel_error(grads[k], packed["grads"][k])
+                                                      for k in grads),
+                     "grad_dtypes": sorted({str(g.dtype) for g in grads.values()})}
+            flops = train_flops(s["N"], s["T"], s["V"], s["W"], s["H"], s["D"], G)
+            names = [("rnncap", "gemm"), ("torch", "gemm"), ("rnncap", "train"),
+                     ("torch", "train"), ("torch", "train_packed")]
+            times = interleaved(workers, names, args.reps, args.gap, args.calls)
+            times = {rename[k]: v for k, v in times.items()}
+            res["train"] = _report(times, flops, gemm_flop, check)
+            packed_flop = packed_train_flops(lengths, s["V"], s["W"], s["H"], s["D"], G)
+            t_ours = res["train"]["rnncap"]["median_s"]
+            res["train"].update({
+                "padding_share": 1 - lengths.sum() / lengths.size / s["T"],
+                "gflop_packed": packed_flop / 1e9,
+                "rnncap_gflops_packed": packed_flop / t_ours / 1e9,
+                "rnncap_share_of_gemm_packed":
+                    packed_flop / t_ours / 1e9 / res["train"]["gemm_numpy_gflops"],
+                "speedup_vs_torch_packed": res["train"]["torch_packed"]["median_s"] / t_ours,
+            })
+        for item in ("greedy", "beam"):
+            if item not in args.only:
+                continue
+            ours = workers.ask("rnncap", "result", item)
+            theirs = workers.ask("torch", "result", item)
+            key = "identical_captions" if item == "greedy" else "identical_best_captions"
+            check = {key: float(np.mean(np.all(ours == theirs, axis=1)))}
+            names = [("rnncap", "gemm"), ("rnncap", item), ("torch", item)]
+            times = interleaved(workers, names, args.decode_reps, args.gap, args.calls)
+            times = {"gemm_numpy" if k == "rnncap:gemm" else k.split(":")[0]: v
+                     for k, v in times.items()}
+            rows = args.images * (args.beam if item == "beam" else 1)
+            flops = greedy_flops(rows, args.steps, s["V"], s["W"], s["H"], s["D"], G)
+            res[item] = _report(times, flops, gemm_flop, check, per=args.images)
+    finally:
+        workers.close()
     return res
 
 
@@ -541,15 +645,11 @@ def print_table(results):
 def main(argv=None):
     args = parse_args(argv)
     pin_threads(args.threads)
-    import torch
-
-    torch.set_num_threads(args.threads)
-    info = machine_info(torch)
+    info = machine_info()
     print(json.dumps(info, indent=1))
-    gemm = gemm_fns(torch)
     results = []
     for cell in args.cells:
-        r = bench_cell(torch, cell, args, gemm)
+        r = bench_cell(cell, args)
         results.append(r)
         print(json.dumps(r, indent=1, default=float))
     info["loadavg_end"] = os.getloadavg()
