@@ -83,19 +83,25 @@ def _adjectives(r, attrs):
         r.i += 1
 
 
+def _described_noun(r, nouns, what):
+    """Adjectives then a noun from `nouns` (word -> shape, or None for 'shape'/'object')."""
+    attrs = {}
+    _adjectives(r, attrs)
+    noun = r.peek()
+    if noun not in nouns:
+        raise _NoParse(f"expected {what} at {noun!r}")
+    r.i += 1
+    if nouns[noun]:
+        attrs["shape"] = nouns[noun]
+    return attrs
+
+
 def _noun_phrase(r):
     det = r.peek()
     if det not in ("a", "an", "the", "one"):
         raise _NoParse(f"expected a noun phrase at {det!r}")
     r.i += 1
-    attrs = {}
-    _adjectives(r, attrs)
-    noun = r.peek()
-    if noun not in _NOUN:
-        raise _NoParse(f"expected a shape noun at {noun!r}")
-    r.i += 1
-    if _NOUN[noun]:
-        attrs["shape"] = _NOUN[noun]
+    attrs = _described_noun(r, _NOUN, "a shape noun")
     if r.take("that", "is"):
         n_before = len(attrs)
         _adjectives(r, attrs)
@@ -163,14 +169,7 @@ def parse_caption(caption):
         if r.peek() in _NUMBER and r.peek() != "one":
             count = _NUMBER[r.t[r.i]]
             r.i += 1
-            attrs = {}
-            _adjectives(r, attrs)
-            noun = r.peek()
-            if noun not in _PLURAL:
-                raise _NoParse(f"expected a plural noun at {noun!r}")
-            r.i += 1
-            if _PLURAL[noun]:
-                attrs["shape"] = _PLURAL[noun]
+            attrs = _described_noun(r, _PLURAL, "a plural noun")
             result = {"kind": "count", "count": count, "attrs": attrs}
         else:
             first = _noun_phrase(r)
