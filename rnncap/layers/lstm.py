@@ -224,7 +224,9 @@ def lstm_packed_backward(dh, cache):
     n0 = int(batch_sizes[0]) if len(batch_sizes) else 0
     dh_t_buf = np.empty((n0, H), dtype=h.dtype)
     dc_buf = np.empty((n0, H), dtype=h.dtype)
-    WhT = Wh.T
+    # A contiguous copy of Wh^T (4H, H): OpenBLAS multiplies the small per-step blocks
+    # 15-25% faster by it than by the transposed view (docs/performance.md).
+    WhT = np.ascontiguousarray(Wh.T)
     dprev_h = dprev_c = None
     offsets = np.concatenate(([0], np.cumsum(batch_sizes)))
     for t in range(len(batch_sizes) - 1, -1, -1):
