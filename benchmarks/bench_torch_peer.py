@@ -8,12 +8,15 @@ V=1004, W=256, H=512, D=512, float32), for the vanilla RNN and the LSTM:
   PyTorch: nn.Linear (image -> h0), nn.Embedding, nn.RNN(tanh) / nn.LSTM, nn.Linear
   (vocabulary), cross-entropy with `<NULL>` targets ignored, summed and divided by N,
   `loss.backward()` after setting every `.grad` to None.
-* greedy: 1,000 images decoded greedily for 16 steps. rnncap: `model.sample` (the
-  decode module over `model.step`); PyTorch: the same modules stepped one token at a
-  time under `torch.inference_mode()`, argmax of the scores, same early stop.
-* beam: beam-5 over the same 1,000 images. rnncap: `decode.beam_search` over
-  `model.decoder_step()` (`model.step` on a core without it); PyTorch: a plain batched beam search (N*k rows per step, topk over k*V,
-  finished beams extended only by <NULL> at no cost).
+* greedy: 1,000 images decoded greedily for 16 steps. rnncap: what `rnncap caption`
+  and `rnncap evaluate` run, `evaluate.decode_features` (decode.greedy over
+  `model.decoder_step()`, batches of 500 images on `--decode-workers` threads, default
+  `--threads`, one BLAS thread each; with 1 worker the batches run one after the other
+  on `--threads` BLAS threads); PyTorch: the same modules stepped one token at a time
+  under `torch.inference_mode()`, argmax of the scores, same early stop.
+* beam: beam-5 over the same 1,000 images. rnncap: `evaluate.decode_features` with
+  beam search, as for greedy; PyTorch: a plain batched beam search (N*k rows per step,
+  topk over k*V, finished beams extended only by <NULL> at no cost).
 * gemm: NumPy's float32 matrix product (2048 x 2048 x 2048, written into a preallocated
   array), the machine's GEMM rate as rnncap can use it; PyTorch's (MKL) for reference.
 
@@ -75,6 +78,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=16, help="decoding steps (max_length)")
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--decode-workers", type=int, default=None,
+                   help="rnncap's decoding threads (default: --threads); 1 decodes the batches "
+                        "one after the other on --threads BLAS threads")
     p.add_argument("--gap", type=float, default=0.0,
                    help="seconds of idle between turns (lets worker threads go to sleep)")
     p.add_argument("--calls", type=int, default=2,
@@ -413,16 +419,17 @@ def side_items(side, cell, args):
     model = make_rnncap(cell)
     features, captions, feats = make_inputs(args)
     if side == "rnncap":
-        from rnncap.decode import beam_search
+        from rnncap.evaluate import DecodeOptions, decode_features
 
-        def beam():
-            step = model.decoder_step() if hasattr(model, "decoder_step") else model.step
-            return beam_search(step, model.init_state(feats), START, END, args.steps,
-                               beam_size=args.beam, null_id=NULL).tokens
+        workers = args.decode_workers or args.threads
+
+        def decoder(options):
+            return lambda: decode_features(model, feats, options, workers=workers)
 
         gemm, _ = gemm_fn(side)
         train = lambda: model.loss(features, captions)  # noqa: E731
-        greedy = lambda: model.sample(feats, max_length=args.steps)  # noqa: E731
+        greedy = decoder(DecodeOptions("greedy", max_length=args.steps))
+        beam = decoder(DecodeOptions("beam", beam_size=args.beam, max_length=args.steps))
 
         def train_result():
             loss, grads = train()
@@ -654,6 +661,8 @@ def main(argv=None):
         print(json.dumps(r, indent=1, default=float))
     info["loadavg_end"] = os.getloadavg()
     print_table(results)
+    print(f"rnncap decoding: {args.decode_workers or args.threads} worker thread(s), "
+          f"{args.threads} BLAS thread(s) when there is one worker")
     print(f"load average start {info['loadavg_start']}, end {info['loadavg_end']}")
     if args.json:
         tmp = args.json + ".tmp"

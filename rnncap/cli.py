@@ -84,9 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rnncap", description="Image captioning with recurrent networks, in NumPy.")
     p.add_argument("--version", action="version", version=f"rnncap {__import__('rnncap').__version__}")
     p.add_argument("--threads", type=int, default=None,
-                   help="BLAS threads (default: 1, unless OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/"
-                        "MKL_NUM_THREADS is set): OpenBLAS threads that share a busy CPU with other "
-                        "programs made a training step 5-20x slower in our measurements")
+                   help="threads to compute with (default: 1, unless OPENBLAS_NUM_THREADS/"
+                        "OMP_NUM_THREADS/MKL_NUM_THREADS is set): training gives them to BLAS; "
+                        "decoding runs that many image batches at once, one BLAS thread each. "
+                        "OpenBLAS threads that share a busy CPU with other programs made a "
+                        "training step 5-20x slower in our measurements")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="train and evaluate on the built-in shapes dataset, write a report",

@@ -44,30 +44,41 @@ class DecodeOptions:
 
 
 def decode_features(model, features: np.ndarray, options: DecodeOptions,
-                    batch_size: int = 500) -> np.ndarray:
+                    batch_size: int = 500, workers: int | None = None) -> np.ndarray:
     """Caption token ids for image features.
 
+    The images are decoded in batches of up to `batch_size`; with several workers, the
+    batches run on that many threads at once, each with one BLAS thread
+    (rnncap.parallel). The batches do not depend on the number of workers, so neither
+    do the captions.
+
     Args:
-        model: anything with init_state(features), step(tokens, state) and word_to_idx.
+        model: anything with init_state(features), step(tokens, state) and word_to_idx;
+            its step functions must be safe to call from several threads (pure).
         features: (N, D) image features.
         options: the decoding method.
         batch_size: images decoded together (beam search holds beam_size times as many rows).
+        workers: threads to decode with; None: as many as the BLAS library may use now
+            (the CLI's --threads).
     Returns:
         int32 (N, options.max_length): first generated token first, <NULL> after <END>.
     """
+    from rnncap.parallel import blas_threads, map_threads
+
     ids = dict(start_id=model.word_to_idx["<START>"], end_id=model.word_to_idx["<END>"],
                null_id=model.word_to_idx["<NULL>"], max_length=options.max_length)
     # A model may offer a faster step for whole decoding runs (CaptioningRNN does).
     step = model.decoder_step() if hasattr(model, "decoder_step") else model.step
-    out = []
-    for lo in range(0, len(features), batch_size):
+
+    def decode_batch(lo: int) -> np.ndarray:
         state = model.init_state(features[lo:lo + batch_size])
         if options.method == "greedy":
-            out.append(decode.greedy(step, state, **ids))
-        else:
-            result = decode.beam_search(step, state, beam_size=options.beam_size,
-                                        length_penalty=options.length_penalty, **ids)
-            out.append(result.tokens)
+            return decode.greedy(step, state, **ids)
+        return decode.beam_search(step, state, beam_size=options.beam_size,
+                                  length_penalty=options.length_penalty, **ids).tokens
+
+    out = map_threads(decode_batch, range(0, len(features), batch_size),
+                      blas_threads() if workers is None else workers)
     if not out:
         return np.zeros((0, options.max_length), np.int32)
     return np.concatenate(out).astype(np.int32, copy=False)

@@ -30,6 +30,17 @@ def test_greedy_decoding_equals_model_sample(model):
     np.testing.assert_array_equal(beam1, got)
 
 
+@pytest.mark.parametrize("options", [DecodeOptions("greedy", max_length=9),
+                                     DecodeOptions("beam", beam_size=3, max_length=9)])
+def test_decoding_on_several_threads_gives_the_captions_of_one(model, options):
+    feats = np.random.default_rng(2).standard_normal((11, 6)).astype(np.float32)
+    one = decode_features(model, feats, options, batch_size=3, workers=1)
+    assert one.shape == (11, 9)
+    for workers in (2, 3, 8):
+        np.testing.assert_array_equal(decode_features(model, feats, options, batch_size=3,
+                                                      workers=workers), one)
+
+
 def test_references_fall_back_to_decoded_caption_arrays(model):
     vocab, data = _data(np.random.default_rng(1))
     scores, records = evaluate_split(model, data, vocab, "val", DecodeOptions(max_length=5),
