@@ -63,7 +63,9 @@ def greedy(step, state, start_id, end_id, max_length, null_id=0):
     """Decode by taking the most probable token at every step, for a batch.
 
     Args:
-        step: ``step(tokens (N,), state) -> (logprobs (N, V), new_state)``.
+        step: ``step(tokens (N,), state) -> (logprobs (N, V), new_state)``. Only each
+            row's argmax is used, so the step may return unnormalized scores (logits)
+            instead and save the softmax (``CaptioningRNN.decoder_step(logits=True)``).
         state: tuple of arrays with leading axis N, the state before <START>.
         start_id: id fed at the first step.
         end_id: id that finishes a caption (kept in the output).

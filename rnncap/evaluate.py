@@ -67,8 +67,11 @@ def decode_features(model, features: np.ndarray, options: DecodeOptions,
 
     ids = dict(start_id=model.word_to_idx["<START>"], end_id=model.word_to_idx["<END>"],
                null_id=model.word_to_idx["<NULL>"], max_length=options.max_length)
-    # A model may offer a faster step for whole decoding runs (CaptioningRNN does).
-    step = model.decoder_step() if hasattr(model, "decoder_step") else model.step
+    # A model may offer a faster step for whole decoding runs (CaptioningRNN does);
+    # greedy decoding needs only each row's argmax, so it may skip the softmax.
+    step = model.step
+    if hasattr(model, "decoder_step"):
+        step = model.decoder_step(logits=options.method == "greedy")
 
     def decode_batch(lo: int) -> np.ndarray:
         state = model.init_state(features[lo:lo + batch_size])

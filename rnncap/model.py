@@ -309,7 +309,7 @@ class CaptioningRNN:
         """
         return self._step(self.params, None, tokens, state)
 
-    def decoder_step(self):
+    def decoder_step(self, logits=False):
         """A step function equal to `step`, faster for a whole decoding run.
 
         The input term of a token does not depend on the state, so the projected word
@@ -321,16 +321,24 @@ class CaptioningRNN:
         The returned function uses the parameters as they are now (it keeps references
         to the arrays): make a new one after training further.
 
+        Args:
+            logits: return the output scores h W_vocab + b_vocab instead of their
+                log-softmax. Greedy decoding only needs each row's argmax, which is the
+                same, and skips the softmax's passes over the (N, V) scores (CS231n's
+                `sample` takes the argmax of the scores too).
+
         Returns:
-            ``step(tokens (N,), state) -> (logprobs (N, V), new_state)``, pure.
+            ``step(tokens (N,), state) -> (logprobs (N, V), new_state)``, pure (scores
+            instead of logprobs with `logits=True`).
         """
         p = dict(self.params)
         table = p["W_embed"] @ p["Wx"]  # (V, H')
         table += p["b"]
-        return lambda tokens, state: self._step(p, table, tokens, state)
+        return lambda tokens, state: self._step(p, table, tokens, state, logits)
 
-    def _step(self, p, table, tokens, state):
-        """`step` with the parameters p and, if not None, the projected word table."""
+    def _step(self, p, table, tokens, state, logits=False):
+        """`step` with the parameters p and, if not None, the projected word table;
+        the raw scores instead of log-probabilities if `logits`."""
         N = self._check_state(state)
         tokens = np.asarray(tokens)
         if tokens.shape != (N,):
@@ -368,6 +376,8 @@ class CaptioningRNN:
             new_state += (state[-1],)
         scores = h @ p["W_vocab"]  # (N, V)
         scores += p["b_vocab"]
+        if logits:
+            return scores, new_state
         return log_softmax(scores, axis=1, out=scores), new_state
 
     def sample(self, features, max_length=30):
@@ -385,9 +395,14 @@ class CaptioningRNN:
 
         state = self.init_state(features)
         # The projected word table costs about as much as feeding V tokens one by one.
-        many = state[0].shape[0] * int(max_length) >= len(self.idx_to_word)
+        # The argmax of the scores is the argmax of the log-probabilities.
+        if state[0].shape[0] * int(max_length) >= len(self.idx_to_word):
+            step = self.decoder_step(logits=True)
+        else:
+            p = self.params
+            step = lambda tokens, s: self._step(p, None, tokens, s, logits=True)  # noqa: E731
         return greedy(
-            self.decoder_step() if many else self.step,
+            step,
             state,
             start_id=self._start,
             end_id=self._end,

@@ -282,6 +282,14 @@ def test_decoder_step_equals_step(cell, every):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     for a, b in zip(state, before):
         np.testing.assert_array_equal(a, b)
+    # logits=True: the raw scores, whose log-softmax is step()'s log-probabilities.
+    scores, st_logits = m.decoder_step(logits=True)(tokens, state)
+    shifted = scores - scores.max(axis=1, keepdims=True)
+    np.testing.assert_allclose(shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True)), lp,
+                               rtol=1e-12, atol=1e-12)
+    assert not np.allclose(np.exp(scores).sum(axis=1), 1)  # not normalized
+    for a, b in zip(st_logits, st):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     features = rng.standard_normal((6, 4))  # 6 rows x 9 steps >= V: sample uses the table
     want = greedy(m.step, m.init_state(features), start_id=1, end_id=2, max_length=9)
     np.testing.assert_array_equal(m.sample(features, max_length=9), want)
