@@ -10,15 +10,22 @@ V=1004, W=256, H=512, D=512, float32), for the vanilla RNN and the LSTM:
   `loss.backward()` after setting every `.grad` to None.
 * greedy: 1,000 images decoded greedily for 16 steps. rnncap: what `rnncap caption`
   and `rnncap evaluate` run, `evaluate.decode_features` (decode.greedy over
-  `model.decoder_step()`, batches of 500 images on `--decode-workers` threads, default
-  `--threads`, one BLAS thread each; with 1 worker the batches run one after the other
-  on `--threads` BLAS threads); PyTorch: the same modules stepped one token at a time
-  under `torch.inference_mode()`, argmax of the scores, same early stop.
+  `model.decoder_step(logits=True)`, batches of 500 images); PyTorch: the same modules
+  stepped one token at a time under `torch.inference_mode()`, argmax of the scores,
+  same early stop.
 * beam: beam-5 over the same 1,000 images. rnncap: `evaluate.decode_features` with
   beam search, as for greedy; PyTorch: a plain batched beam search (N*k rows per step,
   topk over k*V, finished beams extended only by <NULL> at no cost).
 * gemm: NumPy's float32 matrix product (2048 x 2048 x 2048, written into a preallocated
-  array), the machine's GEMM rate as rnncap can use it; PyTorch's (MKL) for reference.
+  array) on `--threads` BLAS threads, and `gemm_threads`: `--threads` such products at
+  once, one per Python thread with one BLAS thread each (the way rnncap uses the cores).
+  The machine's GEMM rate is the higher of the two; PyTorch's (MKL) for reference.
+
+rnncap computes with `rnncap.parallel.set_threads(--rnncap-threads)` (default
+`--threads`): a training batch is split into that many row groups and decoding runs
+that many image batches at once, each on its own thread with one BLAS thread, as the
+CLI's --threads does. `--rnncap-threads 1` runs rnncap on `--threads` BLAS threads
+instead (how rnncap computed before rnncap.parallel).
 
 Each library runs in its OWN worker process (multiprocessing, spawn), so the two
 thread pools never share a process; the parent alternates turns between them (gemm,
@@ -78,9 +85,9 @@ def parse_args(argv=None):
     p.add_argument("--steps", type=int, default=16, help="decoding steps (max_length)")
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--decode-workers", type=int, default=None,
-                   help="rnncap's decoding threads (default: --threads); 1 decodes the batches "
-                        "one after the other on --threads BLAS threads")
+    p.add_argument("--rnncap-threads", type=int, default=None,
+                   help="rnncap.parallel.set_threads for rnncap (default: --threads); 1: rnncap "
+                        "on --threads BLAS threads instead")
     p.add_argument("--gap", type=float, default=0.0,
                    help="seconds of idle between turns (lets worker threads go to sleep)")
     p.add_argument("--calls", type=int, default=2,
@@ -401,6 +408,17 @@ def gemm_fn(side, torch=None, n=2048):
     return (lambda: torch.mm(ta, tb, out=tout)), 2 * n ** 3
 
 
+def gemm_threads_fn(threads, n=2048):
+    """`threads` n x n x n float32 GEMMs at once, each on its own Python thread with one
+    BLAS thread (rnncap.parallel.map_threads); their FLOPs are threads * 2 n^3."""
+    from rnncap.parallel import map_threads
+
+    rng = np.random.default_rng(1)
+    work = [(rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32),
+             np.empty((n, n), np.float32)) for _ in range(threads)]
+    return lambda: map_threads(lambda w: np.matmul(w[0], w[1], out=w[2]), work, threads)
+
+
 # ---------------------------------------------------------------------------- workers
 
 
@@ -420,13 +438,15 @@ def side_items(side, cell, args):
     features, captions, feats = make_inputs(args)
     if side == "rnncap":
         from rnncap.evaluate import DecodeOptions, decode_features
+        from rnncap.parallel import set_threads
 
-        workers = args.decode_workers or args.threads
+        set_threads(args.rnncap_threads or args.threads)
 
         def decoder(options):
-            return lambda: decode_features(model, feats, options, workers=workers)
+            return lambda: decode_features(model, feats, options)
 
         gemm, _ = gemm_fn(side)
+        gemm_threads = gemm_threads_fn(args.threads)
         train = lambda: model.loss(features, captions)  # noqa: E731
         greedy = decoder(DecodeOptions("greedy", max_length=args.steps))
         beam = decoder(DecodeOptions("beam", beam_size=args.beam, max_length=args.steps))
@@ -435,7 +455,8 @@ def side_items(side, cell, args):
             loss, grads = train()
             return {"loss": float(loss), "grads": grads}
 
-        return {"gemm": (gemm, None), "train": (train, train_result),
+        return {"gemm": (gemm, None), "gemm_threads": (gemm_threads, None),
+                "train": (train, train_result),
                 "greedy": (greedy, greedy), "beam": (beam, beam)}
 
     import torch
@@ -546,7 +567,8 @@ def bench_cell(cell, args):
     try:
         res["workers"] = {side: workers.ask(side, "info") for side in ("rnncap", "torch")}
         gemm_flop = 2 * 2048 ** 3
-        rename = {"rnncap:gemm": "gemm_numpy", "torch:gemm": "gemm_torch", "rnncap:train": "rnncap",
+        rename = {"rnncap:gemm": "gemm_numpy", "rnncap:gemm_threads": "gemm_threads",
+                  "torch:gemm": "gemm_torch", "rnncap:train": "rnncap",
                   "torch:train": "torch", "torch:train_packed": "torch_packed"}
         if "train" in args.only:
             _, captions, _ = make_inputs(args)
@@ -563,11 +585,11 @@ def bench_cell(cell, args):
                                                       for k in grads),
                      "grad_dtypes": sorted({str(g.dtype) for g in grads.values()})}
             flops = train_flops(s["N"], s["T"], s["V"], s["W"], s["H"], s["D"], G)
-            names = [("rnncap", "gemm"), ("torch", "gemm"), ("rnncap", "train"),
-                     ("torch", "train"), ("torch", "train_packed")]
+            names = [("rnncap", "gemm"), ("rnncap", "gemm_threads"), ("torch", "gemm"),
+                     ("rnncap", "train"), ("torch", "train"), ("torch", "train_packed")]
             times = interleaved(workers, names, args.reps, args.gap, args.calls)
             times = {rename[k]: v for k, v in times.items()}
-            res["train"] = _report(times, flops, gemm_flop, check)
+            res["train"] = _report(times, flops, gemm_flop, check, threads=args.threads)
             packed_flop = packed_train_flops(lengths, s["V"], s["W"], s["H"], s["D"], G)
             t_ours = res["train"]["rnncap"]["median_s"]
             res["train"].update({
@@ -585,22 +607,27 @@ def bench_cell(cell, args):
             theirs = workers.ask("torch", "result", item)
             key = "identical_captions" if item == "greedy" else "identical_best_captions"
             check = {key: float(np.mean(np.all(ours == theirs, axis=1)))}
-            names = [("rnncap", "gemm"), ("rnncap", item), ("torch", item)]
+            names = [("rnncap", "gemm"), ("rnncap", "gemm_threads"), ("rnncap", item),
+                     ("torch", item)]
             times = interleaved(workers, names, args.decode_reps, args.gap, args.calls)
-            times = {"gemm_numpy" if k == "rnncap:gemm" else k.split(":")[0]: v
-                     for k, v in times.items()}
+            times = {rename.get(k, k.split(":")[0]): v for k, v in times.items()}
             rows = args.images * (args.beam if item == "beam" else 1)
             flops = greedy_flops(rows, args.steps, s["V"], s["W"], s["H"], s["D"], G)
-            res[item] = _report(times, flops, gemm_flop, check, per=args.images)
+            res[item] = _report(times, flops, gemm_flop, check, per=args.images,
+                                threads=args.threads)
     finally:
         workers.close()
     return res
 
 
-def _report(times, flops, gemm_flop, check, per=None):
+def _report(times, flops, gemm_flop, check, per=None, threads=1):
     out = {k: summarize(v) for k, v in times.items()}
     t_ours, t_theirs = out["rnncap"]["median_s"], out["torch"]["median_s"]
-    gemm_rate = gemm_flop / out["gemm_numpy"]["median_s"] / 1e9
+    # The machine's rate: the better of one GEMM on BLAS threads and one per thread.
+    gemm_rate = max(gemm_flop / out["gemm_numpy"]["median_s"] / 1e9,
+                    threads * gemm_flop / out["gemm_threads"]["median_s"] / 1e9)
+    out["gemm_numpy_blas_threads_gflops"] = gemm_flop / out["gemm_numpy"]["median_s"] / 1e9
+    out["gemm_numpy_python_threads_gflops"] = threads * gemm_flop / out["gemm_threads"]["median_s"] / 1e9
     out.update({
         "check": check,
         "gflop": flops / 1e9,
@@ -646,7 +673,8 @@ def print_table(results):
                   f"(rnncap {x['speedup_vs_torch_packed']:.2f}x faster)")
     print("(train: median time of one step; decode: captions per second; GF/s counts the "
           "matrix products of the padded batch, the same for both; share = rnncap's GFLOP/s "
-          "over NumPy's float32 GEMM rate measured in the same rounds)")
+          "over NumPy's float32 GEMM rate measured in the same rounds, the better of one "
+          "product on BLAS threads and one product per thread)")
 
 
 def main(argv=None):
@@ -661,8 +689,8 @@ def main(argv=None):
         print(json.dumps(r, indent=1, default=float))
     info["loadavg_end"] = os.getloadavg()
     print_table(results)
-    print(f"rnncap decoding: {args.decode_workers or args.threads} worker thread(s), "
-          f"{args.threads} BLAS thread(s) when there is one worker")
+    print(f"rnncap: rnncap.parallel.set_threads({args.rnncap_threads or args.threads}), "
+          f"{args.threads} BLAS thread(s) outside its parallel sections")
     print(f"load average start {info['loadavg_start']}, end {info['loadavg_end']}")
     if args.json:
         tmp = args.json + ".tmp"

@@ -84,11 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rnncap", description="Image captioning with recurrent networks, in NumPy.")
     p.add_argument("--version", action="version", version=f"rnncap {__import__('rnncap').__version__}")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads to compute with (default: 1, unless OPENBLAS_NUM_THREADS/"
-                        "OMP_NUM_THREADS/MKL_NUM_THREADS is set): training gives them to BLAS; "
-                        "decoding runs that many image batches at once, one BLAS thread each. "
-                        "OpenBLAS threads that share a busy CPU with other programs made a "
-                        "training step 5-20x slower in our measurements")
+                   help="threads to compute with (default: 1, or OPENBLAS_NUM_THREADS/"
+                        "OMP_NUM_THREADS/MKL_NUM_THREADS if set): each training batch is split "
+                        "into that many row groups and decoding runs that many image batches at "
+                        "once, each on its own thread with one BLAS thread")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="train and evaluate on the built-in shapes dataset, write a report",
@@ -284,17 +283,26 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-def _limit_blas_threads(threads: int | None) -> None:
-    """Set the BLAS thread count for this process (see --threads)."""
+def _set_threads(threads: int | None) -> None:
+    """Set the threads rnncap computes with and the BLAS thread count (see --threads)."""
     if threads is None:
-        if any(os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")):
-            return
-        threads = 1
+        env = next((os.environ[v] for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+                    if os.environ.get(v)), None)
+        try:
+            threads = int(env) if env is not None else 1
+        except ValueError:
+            raise SystemExit(f"rnncap: error: a thread count must be an integer >= 1, got {env!r} "
+                             "from the environment") from None
     if threads < 1:
         raise SystemExit(f"rnncap: error: --threads must be >= 1, got {threads}")
     import numpy  # noqa: F401  (loads the BLAS library, so that its thread pool exists to limit)
     from threadpoolctl import threadpool_limits
 
+    from rnncap.parallel import set_threads
+
+    # Training steps and decoding split their work over `threads` Python threads with one
+    # BLAS thread each (rnncap.parallel); BLAS gets the same count for everything else.
+    set_threads(threads)
     threadpool_limits(threads, user_api="blas")
 
 
@@ -306,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command; return its exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    _limit_blas_threads(args.threads)  # before any work; exits with a message on a bad value
+    _set_threads(args.threads)  # before any work; exits with a message on a bad value
     if os.environ.get("RNNCAP_DEBUG"):
         return _COMMANDS[args.command](args)
     from rnncap.checkpoint import CheckpointError

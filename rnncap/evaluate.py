@@ -58,12 +58,12 @@ def decode_features(model, features: np.ndarray, options: DecodeOptions,
         features: (N, D) image features.
         options: the decoding method.
         batch_size: images decoded together (beam search holds beam_size times as many rows).
-        workers: threads to decode with; None: as many as the BLAS library may use now
-            (the CLI's --threads).
+        workers: threads to decode with; None: `rnncap.parallel.get_threads()` (the
+            CLI's --threads).
     Returns:
         int32 (N, options.max_length): first generated token first, <NULL> after <END>.
     """
-    from rnncap.parallel import blas_threads, map_threads
+    from rnncap.parallel import map_threads
 
     ids = dict(start_id=model.word_to_idx["<START>"], end_id=model.word_to_idx["<END>"],
                null_id=model.word_to_idx["<NULL>"], max_length=options.max_length)
@@ -80,8 +80,7 @@ def decode_features(model, features: np.ndarray, options: DecodeOptions,
         return decode.beam_search(step, state, beam_size=options.beam_size,
                                   length_penalty=options.length_penalty, **ids).tokens
 
-    out = map_threads(decode_batch, range(0, len(features), batch_size),
-                      blas_threads() if workers is None else workers)
+    out = map_threads(decode_batch, range(0, len(features), batch_size), workers)
     if not out:
         return np.zeros((0, options.max_length), np.int32)
     return np.concatenate(out).astype(np.int32, copy=False)

@@ -41,11 +41,13 @@ from rnncap.layers import (
     pack_layout,
     rnn_packed_backward,
     rnn_packed_forward,
+    row_groups,
     sum_over_steps,
     unsort_rows,
     word_embedding_backward,
     word_embedding_forward,
 )
+from rnncap.parallel import get_threads, map_threads
 
 CELL_TYPES = ("rnn", "lstm")
 _GATES = {"rnn": 1, "lstm": 4}
@@ -213,6 +215,10 @@ class CaptioningRNN:
         captions[:, :-1] are the inputs and captions[:, 1:] the targets; targets equal to
         <NULL> are masked. The loss is summed over unmasked targets and divided by N.
 
+        With `rnncap.parallel.set_threads(n)`, n > 1, the batch is split into n row
+        groups of about equal numbers of tokens whose losses and gradients are computed
+        side by side on n threads and summed: the same values up to float rounding.
+
         Args:
             features: image features, shape (N, D), floating point (cast to the model's
                 dtype).
@@ -228,6 +234,23 @@ class CaptioningRNN:
         """
         features = self._check_features(features)
         captions = self._check_captions(captions, features.shape[0])
+        N = features.shape[0]
+        groups = row_groups(captions[:, 1:] != self._null, get_threads())
+        if len(groups) == 1:
+            return self._loss(features, captions, N)
+        # Data parallel: each group's loss and gradients (divided by the whole batch's
+        # N) on its own thread, then summed.
+        parts = map_threads(lambda rows: self._loss(features[rows], captions[rows], N), groups,
+                            len(groups))
+        loss, grads = parts[0]
+        for part_loss, part_grads in parts[1:]:
+            loss += part_loss
+            for k in grads:
+                grads[k] += part_grads[k]
+        return loss, grads
+
+    def _loss(self, features, captions, divisor):
+        """`loss` of checked inputs, with the sum over targets divided by `divisor`."""
         N = features.shape[0]
         p = self.params
         rec_forward, rec_backward = _RECURRENCE[self.cell_type]
@@ -246,7 +269,7 @@ class CaptioningRNN:
             add_to_every_step(a_x, img, layout)
         h, rec_cache = rec_forward(a_x, h0, p["Wh"], layout.batch_sizes)  # (P, H)
         scores, out_cache = affine_forward(h, p["W_vocab"], p["b_vocab"])  # (P, V)
-        loss, dscores = masked_softmax_loss(scores, targets, targets != self._null, N,
+        loss, dscores = masked_softmax_loss(scores, targets, targets != self._null, divisor,
                                             overwrite_x=True)
 
         grads = {}

@@ -140,8 +140,9 @@ def test_missing_image(trained, tmp_path, capsys):
     assert "gone.png" in capsys.readouterr().err
 
 
-def _blas_threads_after(args, tmp_path):
-    """BLAS threads in a fresh process (no thread variables set) after main(args)."""
+def _threads_after(args, tmp_path, **env_vars):
+    """(exit status, BLAS threads, rnncap threads) in a fresh process after main(args),
+    with no thread variables set but `env_vars`."""
     import os
     import subprocess
     import sys
@@ -149,19 +150,24 @@ def _blas_threads_after(args, tmp_path):
     env = {k: v for k, v in os.environ.items()
            if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")}
     code = ("import sys; from rnncap.cli import main; from threadpoolctl import threadpool_info; "
+            "from rnncap.parallel import get_threads; "
             f"rc = main({args!r}); "
-            "print(rc, max(p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'))")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         cwd=tmp_path, check=True)
-    return out.stdout.split()
+            "print(rc, max(p['num_threads'] for p in threadpool_info() if p['user_api'] == 'blas'), "
+            "get_threads())")
+    out = subprocess.run([sys.executable, "-c", code], env={**env, **env_vars}, capture_output=True,
+                         text=True, cwd=tmp_path)
+    return out.stdout.split() or out.stderr.strip().splitlines()[-1:]
 
 
-def test_blas_threads_default_to_one_and_follow_the_flag(tmp_path):
+def test_threads_default_to_one_and_follow_the_flag_or_the_environment(tmp_path):
     import os
 
-    assert _blas_threads_after(["report", "nowhere"], tmp_path) == ["1", "1"]
+    assert _threads_after(["report", "nowhere"], tmp_path) == ["1", "1", "1"]
     if (os.cpu_count() or 1) >= 2:
-        assert _blas_threads_after(["--threads", "2", "report", "nowhere"], tmp_path) == ["1", "2"]
+        assert _threads_after(["--threads", "2", "report", "nowhere"], tmp_path) == ["1", "2", "2"]
+        assert _threads_after(["report", "nowhere"], tmp_path, OMP_NUM_THREADS="2") == ["1", "2", "2"]
+    assert "got 'many' from the environment" in _threads_after(["report", "nowhere"], tmp_path,
+                                                               OPENBLAS_NUM_THREADS="many")[0]
     with pytest.raises(SystemExit, match="--threads must be >= 1"):
         main(["--threads", "0", "report", str(tmp_path)])
 

@@ -85,6 +85,49 @@ def test_whole_model_gradient_matches_finite_differences(cell, every):
         assert err <= 1e-5, (k, err)
 
 
+@pytest.fixture
+def threads():
+    """Set rnncap.parallel's thread count inside a test; 1 again afterwards."""
+    from rnncap import parallel
+
+    yield parallel.set_threads
+    parallel.set_threads(1)
+
+
+@pytest.mark.parametrize("cell,every", CONFIGS)
+def test_loss_on_several_threads_equals_one_thread(cell, every, threads):
+    """The batch split into row groups on threads (data parallel) gives the whole batch's
+    loss and gradients; one caption has no target at all, one is full length."""
+    m = _model(cell, every)
+    rng = np.random.default_rng(5)
+    features = rng.standard_normal((7, 4))
+    captions = _captions(rng, 7, 8, 9, pad_from=[1, 7, 3, 5, 2, 7, 4])
+    captions[0, 1:] = 0  # no targets
+    want_loss, want = m.loss(features, captions)
+    for n in (2, 3, 10):
+        threads(n)
+        loss, grads = m.loss(features, captions)
+        assert loss == pytest.approx(want_loss, rel=1e-13), n
+        for k in want:
+            np.testing.assert_allclose(grads[k], want[k], rtol=1e-12, atol=1e-14, err_msg=f"{k}, {n} threads")
+            assert grads[k].dtype == want[k].dtype
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_gradient_on_two_threads_matches_finite_differences(cell, threads):
+    threads(2)
+    m = _model(cell, True)
+    rng = np.random.default_rng(6)
+    for k in m.params:
+        m.params[k] = 0.5 * rng.standard_normal(m.params[k].shape)
+    features = rng.standard_normal((4, 4))
+    captions = _captions(rng, 4, 6, 9, pad_from=[3, 4, 5, 2])
+    _, grads = m.loss(features, captions)
+    for k in m.params:
+        num = eval_numerical_gradient(lambda _: m.loss(features, captions)[0], m.params[k], verbose=False)
+        assert rel_error(grads[k], num) <= 1e-5, k
+
+
 @pytest.mark.parametrize("cell,every", CONFIGS)
 def test_loss_equals_sum_of_step_logprobs(cell, every):
     """A second implementation of the forward pass: teacher-force the same captions

@@ -3,9 +3,13 @@ import time
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 
-from rnncap.parallel import blas_threads, map_threads
+from rnncap.parallel import get_threads, map_threads, set_threads
+
+
+def _blas_threads():
+    return max(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
 
 
 def test_results_keep_the_order_of_the_items_whatever_finishes_first():
@@ -37,10 +41,9 @@ def test_one_worker_or_one_item_runs_inline():
 
 def test_blas_is_limited_to_one_thread_inside_and_restored_after():
     with threadpool_limits(2, user_api="blas"):
-        before = blas_threads()
-        inside = map_threads(lambda _: blas_threads(), range(2), workers=2)
-        assert inside == [1, 1]
-        assert blas_threads() == before
+        before = _blas_threads()
+        assert map_threads(lambda _: _blas_threads(), range(2), workers=2) == [1, 1]
+        assert _blas_threads() == before == 2
     # A product computed on the workers equals the one computed here.
     a = np.random.default_rng(0).standard_normal((64, 64))
     got = map_threads(lambda m: m @ m, [a, a.T], workers=2)
@@ -58,7 +61,22 @@ def test_an_exception_in_a_worker_reaches_the_caller():
         map_threads(boom, range(4), workers=2)
 
 
-@pytest.mark.parametrize("workers", [0, -1, 1.5])
-def test_bad_worker_counts(workers):
+def test_the_process_wide_count_is_the_default_number_of_workers():
+    assert get_threads() == 1
+    previous = set_threads(3)
+    try:
+        assert previous == 1 and get_threads() == 3
+        idents = map_threads(lambda _: (time.sleep(0.05), threading.get_ident())[1], range(3))
+        assert len(set(idents)) == 3
+    finally:
+        set_threads(previous)
+    assert get_threads() == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_bad_counts(bad):
     with pytest.raises(ValueError, match="workers must be an integer >= 1"):
-        map_threads(lambda x: x, range(3), workers=workers)
+        map_threads(lambda x: x, range(3), workers=bad)
+    with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+        set_threads(bad)
+    assert get_threads() == 1

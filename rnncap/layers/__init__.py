@@ -37,6 +37,7 @@ from rnncap.layers.packing import (
     add_to_every_step,
     pack,
     pack_layout,
+    row_groups,
     sum_over_steps,
     unsort_rows,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "temporal_softmax_loss",
     "PackedLayout",
     "pack_layout",
+    "row_groups",
     "pack",
     "add_to_every_step",
     "sum_over_steps",

@@ -53,6 +53,11 @@ class PackedLayout(NamedTuple):
         return slice(int(self.offsets[t]), int(self.offsets[t + 1]))
 
 
+def _lengths(mask):
+    """One past each row's last True (0 for a row with none): bool (N, T) -> (N,)."""
+    return np.where(mask.any(axis=1), mask.shape[1] - np.argmax(mask[:, ::-1], axis=1), 0)
+
+
 def pack_layout(mask):
     """Packed layout keeping every position up to each row's last True in `mask`.
 
@@ -65,13 +70,37 @@ def pack_layout(mask):
     """
     mask = np.asarray(mask, dtype=bool)
     N, T = mask.shape
-    lengths = np.where(mask.any(axis=1), T - np.argmax(mask[:, ::-1], axis=1), 0)  # (N,)
+    lengths = _lengths(mask)  # (N,)
     order = np.argsort(-lengths, kind="stable")
     steps = int(lengths.max()) if N else 0
     batch_sizes = (lengths[:, None] > np.arange(steps)[None, :]).sum(axis=0)  # (T',)
     offsets = np.zeros(steps + 1, dtype=np.int64)
     np.cumsum(batch_sizes, out=offsets[1:])
     return PackedLayout(order, lengths, batch_sizes, offsets)
+
+
+def row_groups(mask, groups):
+    """Rows of a batch dealt into `groups` groups with about equal numbers of positions.
+
+    The rows are ranked by length (one past their last True, as in `pack_layout`),
+    longest first, and dealt round-robin: group g gets ranks g, g + groups, ... So every
+    group gets long and short rows alike, and the groups' packed sizes differ by at most
+    one row's length. Used to split a training batch over threads.
+
+    Args:
+        mask: bool (N, T), True where a position counts.
+        groups: the number of groups wanted, >= 1.
+
+    Returns:
+        A list of min(groups, N) int arrays of row indices, each in increasing order;
+        together they hold every row once. [arange(N)] for one group.
+    """
+    N = mask.shape[0]
+    groups = max(1, min(int(groups), N))
+    if groups == 1:
+        return [np.arange(N)]
+    ranked = np.argsort(-_lengths(np.asarray(mask, dtype=bool)), kind="stable")
+    return [np.sort(ranked[g::groups]) for g in range(groups)]
 
 
 def pack(a, layout):

@@ -17,6 +17,7 @@ from rnncap.layers import (
     rnn_packed_backward,
     rnn_packed_forward,
     rnn_step_forward,
+    row_groups,
     sum_over_steps,
     unsort_rows,
 )
@@ -44,6 +45,24 @@ def test_all_masked_gives_an_empty_layout():
     lay = pack_layout(np.zeros((3, 4), dtype=bool))
     assert lay.size == 0 and len(lay.batch_sizes) == 0
     assert pack(np.ones((3, 4, 2)), lay).shape == (0, 2)
+
+
+def test_row_groups_by_hand():
+    # lengths 2, 4, 0, 3, 4 -> ranked rows 1, 4, 3, 0, 2 (longest first, stable)
+    assert [list(g) for g in row_groups(MASK, 2)] == [[1, 2, 3], [0, 4]]
+    assert [list(g) for g in row_groups(MASK, 3)] == [[0, 1], [2, 4], [3]]
+    assert [list(g) for g in row_groups(MASK, 1)] == [[0, 1, 2, 3, 4]]
+    assert [list(g) for g in row_groups(MASK, 9)] == [[1], [4], [3], [0], [2]]  # at most N
+
+
+def test_row_groups_hold_every_row_once_with_balanced_sizes():
+    rng = np.random.default_rng(7)
+    mask = np.arange(17)[None, :] < rng.integers(0, 18, size=101)[:, None]
+    for groups in (2, 3, 4):
+        parts = row_groups(mask, groups)
+        assert sorted(np.concatenate(parts)) == list(range(101))
+        sizes = [int(mask[g].sum()) for g in parts]  # positions per group
+        assert max(sizes) - min(sizes) <= 17, sizes  # at most one row's length apart
 
 
 def test_pack_and_per_row_helpers_match_loops():
