@@ -63,6 +63,23 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_shapes, tiny_data, u
     assert ha == hb
 
 
+def test_resume_on_two_threads_equals_uninterrupted_on_two_threads(tiny_shapes, tiny_data, tmp_path):
+    from rnncap import parallel
+
+    config = _config(tiny_shapes, num_epochs=2)
+    previous = parallel.set_threads(2)  # batches split into two row groups on two threads
+    try:
+        train(config, tmp_path / "full", progress=False, data=tiny_data)
+        first = train(config, tmp_path / "cut", progress=False, data=tiny_data, stop_after=5)
+        assert first["status"] == "interrupted"
+        train(config, tmp_path / "cut", resume=True, progress=False, data=tiny_data)
+    finally:
+        parallel.set_threads(previous)
+    a, b = restore(tmp_path / "full"), restore(tmp_path / "cut")
+    for k in a.model.params:
+        assert np.array_equal(a.model.params[k], b.model.params[k]), k
+
+
 def test_sigint_saves_a_checkpoint_and_resume_matches(tiny_shapes, tiny_data, uninterrupted,
                                                       tmp_path, monkeypatch):
     from rnncap.model import CaptioningRNN
