@@ -440,7 +440,7 @@ def side_items(side, cell, args):
         from rnncap.evaluate import DecodeOptions, decode_features
         from rnncap.parallel import set_threads
 
-        set_threads(args.rnncap_threads or args.threads)
+        set_threads(args.threads if args.rnncap_threads is None else args.rnncap_threads)
 
         def decoder(options):
             return lambda: decode_features(model, feats, options)
@@ -689,7 +689,7 @@ def main(argv=None):
         print(json.dumps(r, indent=1, default=float))
     info["loadavg_end"] = os.getloadavg()
     print_table(results)
-    print(f"rnncap: rnncap.parallel.set_threads({args.rnncap_threads or args.threads}), "
+    print(f"rnncap: rnncap.parallel.set_threads({args.threads if args.rnncap_threads is None else args.rnncap_threads}), "
           f"{args.threads} BLAS thread(s) outside its parallel sections")
     print(f"load average start {info['loadavg_start']}, end {info['loadavg_end']}")
     if args.json:

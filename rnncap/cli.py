@@ -84,10 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rnncap", description="Image captioning with recurrent networks, in NumPy.")
     p.add_argument("--version", action="version", version=f"rnncap {__import__('rnncap').__version__}")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads to compute with (default: 1, or OPENBLAS_NUM_THREADS/"
-                        "OMP_NUM_THREADS/MKL_NUM_THREADS if set): each training batch is split "
-                        "into that many row groups and decoding runs that many image batches at "
-                        "once, each on its own thread with one BLAS thread")
+                   help="threads to compute with (default: 1): each training batch is split "
+                        "into that many row groups and decoding runs up to that many batches of "
+                        "500 images at once, each on its own thread with one BLAS thread. Without "
+                        "this flag a set OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS is "
+                        "left to BLAS")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="train and evaluate on the built-in shapes dataset, write a report",
@@ -284,17 +285,16 @@ def _cmd_demo(args) -> int:
 
 
 def _set_threads(threads: int | None) -> None:
-    """Set the threads rnncap computes with and the BLAS thread count (see --threads)."""
-    if threads is None:
-        env = next((os.environ[v] for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-                    if os.environ.get(v)), None)
-        try:
-            threads = int(env) if env is not None else 1
-        except ValueError:
-            raise SystemExit(f"rnncap: error: a thread count must be an integer >= 1, got {env!r} "
-                             "from the environment") from None
-    if threads < 1:
+    """Set the threads rnncap computes with and the BLAS thread count (see --threads).
+
+    Without --threads, rnncap computes on one thread; BLAS gets one thread too, unless
+    OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS is set, which is left to BLAS.
+    """
+    if threads is not None and threads < 1:
         raise SystemExit(f"rnncap: error: --threads must be >= 1, got {threads}")
+    if threads is None and any(os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                           "MKL_NUM_THREADS")):
+        return
     import numpy  # noqa: F401  (loads the BLAS library, so that its thread pool exists to limit)
     from threadpoolctl import threadpool_limits
 
@@ -302,8 +302,8 @@ def _set_threads(threads: int | None) -> None:
 
     # Training steps and decoding split their work over `threads` Python threads with one
     # BLAS thread each (rnncap.parallel); BLAS gets the same count for everything else.
-    set_threads(threads)
-    threadpool_limits(threads, user_api="blas")
+    set_threads(threads or 1)
+    threadpool_limits(threads or 1, user_api="blas")
 
 
 _COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "caption": _cmd_caption,

@@ -346,9 +346,10 @@ class CaptioningRNN:
 
         Args:
             logits: return the output scores h W_vocab + b_vocab instead of their
-                log-softmax. Greedy decoding only needs each row's argmax, which is the
-                same, and skips the softmax's passes over the (N, V) scores (CS231n's
-                `sample` takes the argmax of the scores too).
+                log-softmax. Greedy decoding only needs each row's argmax, which the
+                log-softmax does not move (up to float rounding: two scores closer than
+                its rounding can tie after it), and skips the softmax's passes over the
+                (N, V) scores (CS231n's `sample` takes the argmax of the scores too).
 
         Returns:
             ``step(tokens (N,), state) -> (logprobs (N, V), new_state)``, pure (scores

@@ -37,7 +37,11 @@ _blas = None  # threadpoolctl's handle on the BLAS libraries, found once (0.2 ms
 
 
 def _check_count(name: str, n) -> int:
-    if isinstance(n, bool) or int(n) != n or n < 1:
+    try:
+        ok = not isinstance(n, bool) and int(n) == n and n >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
         raise ValueError(f"{name} must be an integer >= 1, got {n!r}")
     return int(n)
 
@@ -80,7 +84,8 @@ def map_threads(fn: Callable[[T], R], items: Iterable[T], workers: int | None = 
     Results come back in the order of `items`, whatever order the threads finish in;
     the first exception raised by fn is raised here (after the running calls end). With
     one worker, or one item, fn runs in the calling thread and the BLAS limit is left
-    alone.
+    alone. Call it from one thread at a time: the BLAS limit it sets and restores is
+    process-wide, so two overlapping calls could restore each other's values.
 
     Args:
         fn: a function that is safe to call from several threads at once (it must not

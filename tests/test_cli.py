@@ -159,15 +159,14 @@ def _threads_after(args, tmp_path, **env_vars):
     return out.stdout.split() or out.stderr.strip().splitlines()[-1:]
 
 
-def test_threads_default_to_one_and_follow_the_flag_or_the_environment(tmp_path):
+def test_threads_default_to_one_and_follow_the_flag(tmp_path):
     import os
 
     assert _threads_after(["report", "nowhere"], tmp_path) == ["1", "1", "1"]
     if (os.cpu_count() or 1) >= 2:
         assert _threads_after(["--threads", "2", "report", "nowhere"], tmp_path) == ["1", "2", "2"]
-        assert _threads_after(["report", "nowhere"], tmp_path, OMP_NUM_THREADS="2") == ["1", "2", "2"]
-    assert "got 'many' from the environment" in _threads_after(["report", "nowhere"], tmp_path,
-                                                               OPENBLAS_NUM_THREADS="many")[0]
+        # A thread variable of the environment is left to BLAS; rnncap stays on one thread.
+        assert _threads_after(["report", "nowhere"], tmp_path, OMP_NUM_THREADS="2") == ["1", "2", "1"]
     with pytest.raises(SystemExit, match="--threads must be >= 1"):
         main(["--threads", "0", "report", str(tmp_path)])
 

@@ -86,11 +86,24 @@ def test_whole_model_gradient_matches_finite_differences(cell, every):
 
 
 @pytest.fixture
-def threads():
-    """Set rnncap.parallel's thread count inside a test; 1 again afterwards."""
+def threads(monkeypatch):
+    """Set rnncap.parallel's thread count inside a test (1 again afterwards); the number
+    of row groups every loss() call ran is recorded in `threads.groups`."""
+    from rnncap import model as model_module
     from rnncap import parallel
 
-    yield parallel.set_threads
+    def set_threads(n):
+        parallel.set_threads(n)
+
+    set_threads.groups = []
+
+    def spy(fn, items, workers=None):
+        items = list(items)
+        set_threads.groups.append(len(items))
+        return parallel.map_threads(fn, items, workers)
+
+    monkeypatch.setattr(model_module, "map_threads", spy)
+    yield set_threads
     parallel.set_threads(1)
 
 
@@ -111,6 +124,7 @@ def test_loss_on_several_threads_equals_one_thread(cell, every, threads):
         for k in want:
             np.testing.assert_allclose(grads[k], want[k], rtol=1e-12, atol=1e-14, err_msg=f"{k}, {n} threads")
             assert grads[k].dtype == want[k].dtype
+    assert threads.groups == [2, 3, 7]  # the batch really was split (7 rows: at most 7 groups)
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
@@ -123,6 +137,7 @@ def test_gradient_on_two_threads_matches_finite_differences(cell, threads):
     features = rng.standard_normal((4, 4))
     captions = _captions(rng, 4, 6, 9, pad_from=[3, 4, 5, 2])
     _, grads = m.loss(features, captions)
+    assert threads.groups == [2]
     for k in m.params:
         num = eval_numerical_gradient(lambda _: m.loss(features, captions)[0], m.params[k], verbose=False)
         assert rel_error(grads[k], num) <= 1e-5, k

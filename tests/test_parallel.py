@@ -73,10 +73,11 @@ def test_the_process_wide_count_is_the_default_number_of_workers():
     assert get_threads() == 1
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None, float("inf"), float("nan")])
 def test_bad_counts(bad):
-    with pytest.raises(ValueError, match="workers must be an integer >= 1"):
-        map_threads(lambda x: x, range(3), workers=bad)
+    if bad is not None:  # None is map_threads' "use get_threads()"
+        with pytest.raises(ValueError, match="workers must be an integer >= 1"):
+            map_threads(lambda x: x, range(3), workers=bad)
     with pytest.raises(ValueError, match="threads must be an integer >= 1"):
         set_threads(bad)
     assert get_threads() == 1

@@ -63,9 +63,19 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_shapes, tiny_data, u
     assert ha == hb
 
 
-def test_resume_on_two_threads_equals_uninterrupted_on_two_threads(tiny_shapes, tiny_data, tmp_path):
+def test_resume_on_two_threads_equals_uninterrupted_on_two_threads(tiny_shapes, tiny_data, tmp_path,
+                                                                    monkeypatch):
+    from rnncap import model as model_module
     from rnncap import parallel
 
+    groups = []
+
+    def spy(fn, items, workers=None):
+        items = list(items)
+        groups.append(len(items))
+        return parallel.map_threads(fn, items, workers)
+
+    monkeypatch.setattr(model_module, "map_threads", spy)
     config = _config(tiny_shapes, num_epochs=2)
     previous = parallel.set_threads(2)  # batches split into two row groups on two threads
     try:
@@ -75,6 +85,7 @@ def test_resume_on_two_threads_equals_uninterrupted_on_two_threads(tiny_shapes, 
         train(config, tmp_path / "cut", resume=True, progress=False, data=tiny_data)
     finally:
         parallel.set_threads(previous)
+    assert groups and set(groups) == {2}  # every training step ran as two row groups
     a, b = restore(tmp_path / "full"), restore(tmp_path / "cut")
     for k in a.model.params:
         assert np.array_equal(a.model.params[k], b.model.params[k]), k

@@ -92,8 +92,8 @@ def row_groups(mask, groups):
         groups: the number of groups wanted, >= 1.
 
     Returns:
-        A list of min(groups, N) int arrays of row indices, each in increasing order;
-        together they hold every row once. [arange(N)] for one group.
+        A list of max(1, min(groups, N)) int arrays of row indices, each in increasing
+        order; together they hold every row once. [arange(N)] for one group.
     """
     N = mask.shape[0]
     groups = max(1, min(int(groups), N))
