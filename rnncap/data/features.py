@@ -372,7 +372,10 @@ def cached_split_features(cache_root, split_paths, *, key="", name="randconv", o
     saved extractor (``extractor/``) into a folder under ``cache_root`` whose
     name hashes the extractor's name and options, ``key`` (what identifies
     the images, e.g. a dataset's hash) and the file list. The folder is
-    written under a temporary name and renamed when complete.
+    written under a temporary name and renamed when complete. Processes that
+    compute the same folder at once do not harm each other: the first rename
+    wins, the others drop their copy (it holds the same features) and keep the
+    winner's, which is never deleted.
 
     Returns:
         (dict split -> float32 (I, D), extractor folder path str).
@@ -397,6 +400,16 @@ def cached_split_features(cache_root, split_paths, *, key="", name="randconv", o
     extractor.save(os.path.join(tmp, "extractor"))
     for s, f in feats.items():
         np.save(os.path.join(tmp, f"{s}.npy"), f)
-    shutil.rmtree(folder, ignore_errors=True)  # an incomplete earlier attempt
-    os.rename(tmp, folder)
+    try:
+        os.rename(tmp, folder)  # fails if the folder exists and is not empty
+    except OSError:
+        if not all(os.path.isfile(f) for f in files.values()):
+            # Something incomplete is in the way (not written by this function, which
+            # only ever renames complete folders into place): move it aside first.
+            stale = f"{folder}.stale-{os.getpid()}"
+            os.rename(folder, stale)
+            os.rename(tmp, folder)
+            shutil.rmtree(stale, ignore_errors=True)
+        else:  # another process finished first: keep its folder, drop ours
+            shutil.rmtree(tmp, ignore_errors=True)
     return feats, os.path.join(folder, "extractor")

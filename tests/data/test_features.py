@@ -163,3 +163,66 @@ def test_registry_is_pluggable(tmp_path):
         paths.append(tmp_path / f"{i}.png")
     out = fit_extract_files(make_extractor("test-mean-colour"), {"train": paths})
     np.testing.assert_allclose(out["train"], [[255, 0, 0], [0, 0, 255]])
+
+
+def _split_files(tmp_path, n=24):
+    paths = []
+    for i, img in enumerate(images(n, seed=4)):
+        p = tmp_path / "img" / f"{i}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(img).save(p)
+        paths.append(str(p))
+    return {"train": paths[:16], "val": paths[16:]}
+
+
+def test_cache_computes_once_then_loads(tmp_path, monkeypatch):
+    from rnncap.data import features as F
+
+    splits = _split_files(tmp_path)
+    feats, ex_dir = F.cached_split_features(tmp_path / "cache", splits, key="k", options=OPTS)
+    assert feats["train"].shape == (16, 16) and feats["val"].shape == (8, 16)
+    monkeypatch.setattr(F, "fit_extract_files", lambda *a, **k: pytest.fail("computed again"))
+    again, ex_again = F.cached_split_features(tmp_path / "cache", splits, key="k", options=OPTS)
+    assert ex_again == ex_dir
+    for s in feats:
+        np.testing.assert_array_equal(again[s], feats[s])
+    assert len(list((tmp_path / "cache").iterdir())) == 1  # no temporary folder left
+
+
+def test_cache_written_by_another_process_meanwhile_is_kept(tmp_path, monkeypatch):
+    """Two processes computing the same folder: the one that finishes second must not
+    delete the first one's complete folder (a third process may be reading it)."""
+    from pathlib import Path
+
+    from rnncap.data import features as F
+
+    splits = _split_files(tmp_path)
+    real = F.fit_extract_files
+    winner = {}
+
+    def other_process_finishes_first(*args, **kwargs):
+        monkeypatch.setattr(F, "fit_extract_files", real)  # the other run is a plain one
+        winner["feats"], winner["dir"] = F.cached_split_features(tmp_path / "cache", splits, key="k",
+                                                                 options=OPTS)
+        (Path(winner["dir"]).parent / "winner.txt").write_text("first")  # whose folder survives
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(F, "fit_extract_files", other_process_finishes_first)
+    feats, ex_dir = F.cached_split_features(tmp_path / "cache", splits, key="k", options=OPTS)
+    folders = list((tmp_path / "cache").iterdir())
+    assert len(folders) == 1 and (folders[0] / "winner.txt").read_text() == "first"
+    assert ex_dir == winner["dir"]
+    for s in feats:
+        np.testing.assert_array_equal(feats[s], winner["feats"][s])
+
+
+def test_cache_replaces_an_incomplete_folder_in_the_way(tmp_path):
+    from rnncap.data import features as F
+
+    splits = _split_files(tmp_path)
+    F.cached_split_features(tmp_path / "cache", splits, key="k", options=OPTS)
+    folder = next((tmp_path / "cache").iterdir())
+    (folder / "val.npy").unlink()  # e.g. left by an interrupted older version
+    feats, ex_dir = F.cached_split_features(tmp_path / "cache", splits, key="k", options=OPTS)
+    assert (folder / "val.npy").is_file() and feats["val"].shape == (8, 16)
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [folder.name]  # nothing stale left
