@@ -71,10 +71,14 @@ def write_full_folder(path, seed=0):
     write_coco_folder(path, data)
 
 
-def child(data_dir, cell, iterations):
+def child(data_dir, cell, iterations, threads=1):
     """Runs in the subprocess: load, build, train; prints one JSON line."""
-    out = {"cell": cell, "after_import_mib": maxrss_mib()}
+    out = {"cell": cell, "threads": threads, "after_import_mib": maxrss_mib()}
     import numpy as np
+
+    from rnncap.parallel import set_threads
+
+    set_threads(threads)  # row groups on threads, as `rnncap --threads N` does
 
     from rnncap.data.cs231n import load_coco_data
     from rnncap.model import CaptioningRNN
@@ -112,11 +116,12 @@ def main(argv=None):
     p.add_argument("--data-dir", default=os.path.join(ROOT, ".cache", "coco_captioning_full"))
     p.add_argument("--cells", nargs="+", default=["rnn", "lstm"], choices=["rnn", "lstm"])
     p.add_argument("--iterations", type=int, default=200)
+    p.add_argument("--threads", type=int, default=1, help="rnncap.parallel.set_threads in the child")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--child", nargs=2, metavar=("CELL", "ITERS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:
-        child(args.data_dir, args.child[0], int(args.child[1]))
+        child(args.data_dir, args.child[0], int(args.child[1]), args.threads)
         return
 
     if not os.path.isdir(args.data_dir):
@@ -128,7 +133,7 @@ def main(argv=None):
     for cell in args.cells:
         proc = subprocess.run(
             [sys.executable, os.path.abspath(__file__), "--data-dir", args.data_dir,
-             "--child", cell, str(args.iterations)],
+             "--threads", str(args.threads), "--child", cell, str(args.iterations)],
             capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             sys.exit(f"child for {cell} failed:\n{proc.stderr}")
