@@ -211,7 +211,7 @@ _CUT = 1e12  # ranks a caption cut at max_length below every complete caption
 
 
 def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
-                length_penalty=0.0, n_best=1, null_id=0):
+                length_penalty=0.0, n_best=1, null_id=0, logits=False):
     """Batched beam search: all beams of all images advance in one step call.
 
     The N images carry ``k = beam_size`` live beams each, so every call to
@@ -245,6 +245,12 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
         beam_size: k >= 1. k = 1 with ``length_penalty=0`` equals greedy.
         length_penalty: alpha >= 0 of :func:`length_penalty_factor`.
         n_best: how many hypotheses per image to return, 1 <= n_best <= k.
+        logits: the step returns unnormalized scores (a new array every call, which
+            beam search overwrites; ``CaptioningRNN.decoder_step(logits=True)``)
+            instead of log-probabilities. Beam search then picks each row's best
+            tokens on the scores and normalizes only those: the same
+            log-probabilities, bit for bit, with one pass over the (M, V) scores and
+            one (M, V) temporary fewer per step.
 
     Returns:
         BeamResult with the best caption of each image and its n-best list.
@@ -277,6 +283,8 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
         beams = 1 if t == 0 else k  # rows per image in this call
         logprobs, state = _call_step(step, tokens, state, n * beams)
         v = logprobs.shape[1]
+        if logits:  # x - max(x) in place: the log-softmax's first step, same order
+            logprobs -= logprobs.max(axis=1, keepdims=True)
         # The image's best 2k extensions are among each beam's own best 2k tokens,
         # and adding a beam's log-probability does not reorder its row: select per
         # row first (one argpartition over the float32 logprobs), then rank the
@@ -287,6 +295,8 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
         else:
             part = np.broadcast_to(np.arange(v), (n * beams, v))
         picked = np.take_along_axis(logprobs, part, axis=1)
+        if logits:  # the rest of the log-softmax, for the picked entries only
+            picked -= np.log(np.exp(logprobs, out=logprobs).sum(axis=1, keepdims=True))
         if beams < k:
             # The first step: every beam of an image would see the same row; beams
             # 1..k-1 are at -inf, so copying beam 0's candidates to them keeps them out.

@@ -67,18 +67,20 @@ def decode_features(model, features: np.ndarray, options: DecodeOptions,
 
     ids = dict(start_id=model.word_to_idx["<START>"], end_id=model.word_to_idx["<END>"],
                null_id=model.word_to_idx["<NULL>"], max_length=options.max_length)
-    # A model may offer a faster step for whole decoding runs (CaptioningRNN does);
-    # greedy decoding needs only each row's argmax, so it may skip the softmax.
-    step = model.step
+    # A model may offer a faster step for whole decoding runs (CaptioningRNN does) that
+    # returns raw scores: greedy needs only each row's argmax, and beam search
+    # normalizes only the entries it keeps.
+    step, logits = model.step, False
     if hasattr(model, "decoder_step"):
-        step = model.decoder_step(logits=options.method == "greedy")
+        step, logits = model.decoder_step(logits=True), True
 
     def decode_batch(lo: int) -> np.ndarray:
         state = model.init_state(features[lo:lo + batch_size])
         if options.method == "greedy":
             return decode.greedy(step, state, **ids)
         return decode.beam_search(step, state, beam_size=options.beam_size,
-                                  length_penalty=options.length_penalty, **ids).tokens
+                                  length_penalty=options.length_penalty, logits=logits,
+                                  **ids).tokens
 
     out = map_threads(decode_batch, range(0, len(features), batch_size), workers)
     if not out:

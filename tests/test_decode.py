@@ -29,11 +29,12 @@ def table_step(table):
     return step
 
 
-def tiny_rnn(V=7, H=5, seed=0, scale=1.5, end_bias=0.0):
+def tiny_rnn(V=7, H=5, seed=0, scale=1.5, end_bias=0.0, raw=False):
     """A fixed random RNN: state = (h (N, H), per-image logit bias (N, V)).
 
     Both state arrays must follow their beam when beams are reordered, so any
     mistake in reordering changes the log-probabilities the tests re-score.
+    With raw=True the step returns the unnormalized scores (a fresh array).
     """
     rng = np.random.default_rng(seed)
     E = rng.normal(0, scale, (V, H))
@@ -45,6 +46,8 @@ def tiny_rnn(V=7, H=5, seed=0, scale=1.5, end_bias=0.0):
         h = np.tanh(E[tokens] + h @ Wh)  # (N, H)
         logits = h @ Wo + bias  # (N, V)
         logits[:, END] += end_bias
+        if raw:
+            return logits, (h, bias)
         logits -= logits.max(axis=1, keepdims=True)
         logprobs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
         return logprobs, (h, bias)
@@ -252,6 +255,26 @@ def test_batched_beam_equals_one_image_at_a_time():
         for a, b in zip(together.nbest[i], alone.nbest[0]):
             np.testing.assert_array_equal(a.tokens, b.tokens)
             assert a.logprob == pytest.approx(b.logprob, abs=1e-12)
+
+
+@pytest.mark.parametrize("k,alpha", [(1, 0.0), (3, 0.0), (5, 0.7), (12, 0.3)])
+def test_beam_on_raw_scores_equals_beam_on_logprobs(k, alpha):
+    """logits=True normalizes only the picked entries: the same tokens, log-probabilities
+    and scores, bit for bit, as beam search over the log-softmax."""
+    step, init = tiny_rnn(V=11, seed=21)
+    raw_step, _ = tiny_rnn(V=11, seed=21, raw=True)
+    state = init(6, seed_state=22)
+    want = beam_search(step, state, START, END, 9, beam_size=k, n_best=min(k, 3),
+                       length_penalty=alpha)
+    got = beam_search(raw_step, state, START, END, 9, beam_size=k, n_best=min(k, 3),
+                      length_penalty=alpha, logits=True)
+    np.testing.assert_array_equal(got.tokens, want.tokens)
+    np.testing.assert_array_equal(got.logprobs, want.logprobs)
+    np.testing.assert_array_equal(got.scores, want.scores)
+    for a, b in zip(got.nbest, want.nbest):
+        assert [(h.tokens.tolist(), h.logprob, h.score) for h in a] == \
+               [(h.tokens.tolist(), h.logprob, h.score) for h in b]
+    assert np.isfinite(got.logprobs).all() and (got.logprobs < 0).all()  # really normalized
 
 
 def test_beam_keeps_float32_model_working():

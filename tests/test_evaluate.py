@@ -22,6 +22,19 @@ def _data(rng):
                    "val_features": rng.standard_normal((3, 6)).astype(np.float32)}
 
 
+def test_beam_decoding_equals_beam_search_over_model_step(model):
+    """decode_features runs beam search on the raw scores of decoder_step(logits=True);
+    it must give what beam search over the plain log-probability step gives."""
+    from rnncap.decode import beam_search
+
+    feats = np.random.default_rng(3).standard_normal((7, 6)).astype(np.float32)
+    got = decode_features(model, feats, DecodeOptions("beam", beam_size=3, length_penalty=0.5,
+                                                      max_length=9))
+    want = beam_search(model.step, model.init_state(feats), start_id=1, end_id=2, max_length=9,
+                       beam_size=3, length_penalty=0.5).tokens
+    np.testing.assert_array_equal(got, want)
+
+
 def test_greedy_decoding_equals_model_sample(model):
     feats = np.random.default_rng(0).standard_normal((7, 6)).astype(np.float32)
     got = decode_features(model, feats, DecodeOptions("greedy", max_length=9), batch_size=3)
