@@ -14,8 +14,9 @@ V=1004, W=256, H=512, D=512, float32), for the vanilla RNN and the LSTM:
   stepped one token at a time under `torch.inference_mode()`, argmax of the scores,
   same early stop.
 * beam: beam-5 over the same 1,000 images. rnncap: `evaluate.decode_features` with
-  beam search, as for greedy; PyTorch: a plain batched beam search (N*k rows per step,
-  topk over k*V, finished beams extended only by <NULL> at no cost).
+  beam search on the raw scores (`decode.beam_search(..., logits=True)`: each row's
+  best tokens picked, then only those normalized); PyTorch: a plain batched beam search
+  (N*k rows per step, topk over k*V, finished beams extended only by <NULL> at no cost).
 * gemm: NumPy's float32 matrix product (2048 x 2048 x 2048, written into a preallocated
   array) on `--threads` BLAS threads, and `gemm_threads`: `--threads` such products at
   once, one per Python thread with one BLAS thread each (the way rnncap uses the cores).
