@@ -20,7 +20,7 @@ import re
 import numpy as np
 
 from rnncap.data.karpathy import _read_json
-from rnncap.data.layout import SPLITS, build_data
+from rnncap.data.layout import SPLITS, build_data, nonfinite_rows
 
 _NAME_RE = re.compile(r"^captions_(train|val|test)(\w*)\.json$")
 FEATURE_NAMES = ("features.npz", "features.h5")
@@ -138,6 +138,11 @@ def load_coco(folder, features=None, *, extractor="randconv", extractor_options=
                 raise ValueError(f"{features}: no features for image_id {missing[0]} of "
                                  f"{os.path.basename(files[split])} ({len(missing)} missing)")
             feats[split] = np.asarray(all_feats[[row[int(i)] for i in wanted]], dtype=np.float32)
+            bad = nonfinite_rows(feats[split])
+            if bad.size:
+                raise ValueError(f"{features}: the features of image_id {wanted[bad[0]]} hold NaN or "
+                                 f"infinite values ({bad.size} such images in "
+                                 f"{os.path.basename(files[split])})")
     else:
         from rnncap.data.features import cached_split_features
 

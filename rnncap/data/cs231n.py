@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from rnncap.data.layout import subsample_train
+from rnncap.data.layout import nonfinite_rows, subsample_train
 from rnncap.data.vocab import Vocabulary, decode_captions  # noqa: F401  (re-exported)
 
 CAPTIONS_FILE = "coco2014_captions.h5"
@@ -145,6 +145,10 @@ def load_coco_data(base_dir, max_train=None, pca_features=True, *, seed=0):
         with open_h5(path) as f:
             data[f"{split}_features"] = _as_dtype(_read_h5(f, "features", path), np.float32,
                                                   path, "features")
+        bad = nonfinite_rows(data[f"{split}_features"])
+        if bad.size:
+            raise ValueError(f"{path}: 'features' row {bad[0]} holds NaN or infinite values "
+                             f"({bad.size} such rows); features must be finite")
         feat_paths[split] = path
 
     vocab_path = os.path.join(base_dir, VOCAB_FILE)

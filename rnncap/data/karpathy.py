@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from rnncap.data.layout import SPLITS, build_data
+from rnncap.data.layout import SPLITS, build_data, nonfinite_rows
 
 FEATURE_NAMES = ("features.npy", "features.h5")
 
@@ -159,7 +159,7 @@ def load_karpathy(path, features=None, *, image_root=None, restval="train", extr
                              f"expected one row per image, in the same order")
         feats = {s: np.asarray(all_feats[rows[s]], dtype=np.float32) for s in images}
         for s, f in feats.items():
-            bad = np.flatnonzero(~np.isfinite(f).all(axis=1))
+            bad = nonfinite_rows(f)
             if bad.size:
                 raise ValueError(f"{features}: row {rows[s][bad[0]]} holds NaN or infinite values "
                                  f"({bad.size} such rows in the {s} split)")

@@ -27,6 +27,20 @@ from rnncap.data.vocab import Vocabulary
 SPLITS = ("train", "val", "test")
 
 
+def nonfinite_rows(features):
+    """Indices of the rows of features (I, D) that hold a NaN or an infinity.
+
+    Two reductions and no (I, D) temporary when every value is finite (the usual case:
+    max and min propagate NaN and reach +-inf); the rows are only looked for otherwise.
+    Loaders use it to name the file and row of bad features at load time, instead of
+    a training step failing later on a batch.
+    """
+    features = np.asarray(features)
+    if features.size == 0 or (np.isfinite(features.max()) and np.isfinite(features.min())):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(~np.isfinite(features.reshape(features.shape[0], -1)).all(axis=1))
+
+
 def build_data(images, features, *, level="word", min_count=1, max_size=None, max_length=None,
                max_train=None, seed=0, source="data"):
     """Build the data dictionary.

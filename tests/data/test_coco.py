@@ -44,6 +44,11 @@ def test_coco_errors(tmp_path):
     np.savez(tmp_path / "features.npz", image_ids=np.array([10, 11]), features=np.zeros((2, 3)))
     with pytest.raises(ValueError, match="features.npz: no features for image_id 20"):
         load_coco(tmp_path)
+    bad = np.zeros((3, 3))
+    bad[1, 2] = np.nan  # image 11, in the train split
+    np.savez(tmp_path / "features.npz", image_ids=np.array([10, 11, 20]), features=bad)
+    with pytest.raises(ValueError, match=r"features.npz: the features of image_id 11 hold NaN.*captions_train2014"):
+        load_coco(tmp_path)
     np.savez(tmp_path / "features.npz", image_ids=np.array([10, 11, 20]), features=np.zeros((2, 3)))
     with pytest.raises(ValueError, match=r"image_ids.*\(3,\).*\(2, 3\)"):
         load_coco(tmp_path)

@@ -105,6 +105,13 @@ def test_mismatched_lengths_and_out_of_range(tmp_path):
         load_coco_data(tmp_path)
 
     write_folder(tmp_path)
+    with h5py.File(tmp_path / "val2014_vgg16_fc7_pca.h5", "a") as f:
+        f["features"][2, 7] = np.inf
+        f["features"][1, 0] = np.nan
+    with pytest.raises(ValueError, match=r"val2014_vgg16_fc7_pca.h5: 'features' row 1 holds NaN.*2 such rows"):
+        load_coco_data(tmp_path)
+
+    write_folder(tmp_path)
     (tmp_path / "train2014_urls.txt").write_text("only-one\n")
     with pytest.raises(ValueError, match="train2014_urls.txt.*1 lines.*4 rows"):
         load_coco_data(tmp_path)

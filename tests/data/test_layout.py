@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from rnncap.data.layout import build_data, subsample_train
+from rnncap.data.layout import build_data, nonfinite_rows, subsample_train
 from rnncap.data.vocab import END, START, UNK
 
 
@@ -39,3 +39,13 @@ def test_subsample_train():
     subsample_train(d, 4, seed=0)
     assert len(d["train_captions"]) == 4 and len(set(d["train_image_idxs"])) == 4
     np.testing.assert_array_equal(d["train_captions"][:, 0], 2 * d["train_image_idxs"])
+
+
+def test_nonfinite_rows():
+    a = np.zeros((5, 3), np.float32)
+    assert nonfinite_rows(a).tolist() == [] and nonfinite_rows(np.zeros((0, 3))).tolist() == []
+    a[3, 1], a[1, 0], a[1, 2] = np.inf, np.nan, -np.inf
+    assert nonfinite_rows(a).tolist() == [1, 3]
+    a[:] = 0
+    a[4, 2] = -np.inf  # found by min, not max
+    assert nonfinite_rows(a).tolist() == [4]
