@@ -22,6 +22,28 @@ def _check_float_array(x, name="x"):
         )
 
 
+def _centred_differences(g, x, h, difference, on_entry=None):
+    """The loop both checks share: for every entry ix of x, g at x[ix] + h and at
+    x[ix] - h, then grad[ix] = difference(g_plus, g_minus) / 2h; x restored exactly.
+    on_entry(ix, grad[ix]) is called after each entry if given."""
+    _check_float_array(x)
+    grad = np.zeros_like(x)
+    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
+    while not it.finished:
+        ix = it.multi_index
+        old = x[ix]
+        x[ix] = old + h
+        plus = g(x)
+        x[ix] = old - h
+        minus = g(x)
+        x[ix] = old
+        grad[ix] = difference(plus, minus) / (2 * h)
+        if on_entry is not None:
+            on_entry(ix, grad[ix])
+        it.iternext()
+    return grad
+
+
 def eval_numerical_gradient(f, x, verbose=True, h=1e-5):
     """Numerical gradient of a scalar function f at x, one entry at a time.
 
@@ -36,22 +58,8 @@ def eval_numerical_gradient(f, x, verbose=True, h=1e-5):
     Returns:
         Array of x's shape: the gradient df/dx.
     """
-    _check_float_array(x)
-    grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
-    while not it.finished:
-        ix = it.multi_index
-        old = x[ix]
-        x[ix] = old + h
-        fxph = float(f(x))
-        x[ix] = old - h
-        fxmh = float(f(x))
-        x[ix] = old
-        grad[ix] = (fxph - fxmh) / (2 * h)
-        if verbose:
-            print(ix, grad[ix])
-        it.iternext()
-    return grad
+    return _centred_differences(lambda a: float(f(a)), x, h, lambda plus, minus: plus - minus,
+                                on_entry=print if verbose else None)
 
 
 def eval_numerical_gradient_array(f, x, df, h=1e-5):
@@ -70,20 +78,36 @@ def eval_numerical_gradient_array(f, x, df, h=1e-5):
     Returns:
         Array of x's shape.
     """
-    _check_float_array(x)
-    grad = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"], op_flags=[["readwrite"]])
-    while not it.finished:
-        ix = it.multi_index
-        old = x[ix]
-        x[ix] = old + h
-        pos = np.array(f(x), copy=True)
-        x[ix] = old - h
-        neg = np.array(f(x), copy=True)
-        x[ix] = old
-        grad[ix] = np.sum((pos - neg) * df) / (2 * h)
-        it.iternext()
-    return grad
+    return _centred_differences(lambda a: np.array(f(a), copy=True), x, h,
+                                lambda plus, minus: np.sum((plus - minus) * df))
+
+
+def numerical_input_gradients(forward, args, douts, h=1e-5):
+    """Numerical gradients of a layer's forward pass with respect to each of its inputs.
+
+    For a CS231n-style ``forward(*args) -> (out_1, ..., out_k, cache)`` and upstream
+    gradients ``douts = [dout_1, ..., dout_k]``, returns, for every array in args, the
+    numerical gradient of sum_j sum(out_j * dout_j): what the matching backward pass
+    must return for that input. (Several outputs, like an LSTM step's next_h and
+    next_c, are checked together.)
+
+    Args:
+        forward: the layer's forward function; called with one argument perturbed.
+        args: list of its floating-point array arguments (each restored exactly).
+        douts: upstream gradients of its first len(douts) outputs.
+        h: the finite-difference step.
+
+    Returns:
+        List of arrays, one per argument, each of that argument's shape.
+    """
+    def outputs(i):
+        def f(a):
+            out = forward(*args[:i], a, *args[i + 1:])
+            return np.concatenate([np.ravel(o) for o in out[:len(douts)]])
+        return f
+
+    dflat = np.concatenate([np.ravel(d) for d in douts])
+    return [eval_numerical_gradient_array(outputs(i), a, dflat, h) for i, a in enumerate(args)]
 
 
 def rel_error(x, y):
