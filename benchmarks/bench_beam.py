@@ -19,16 +19,11 @@ import time
 
 import numpy as np
 
+from benchmarks.bench_torch_peer import SIZES
+from benchmarks.bench_torch_peer import make_rnncap as make_model
 from rnncap.decode import beam_search, greedy
-from rnncap.model import CaptioningRNN
 
-V, W, H, D, T = 1004, 256, 512, 512, 16
-
-
-def make_model(cell):
-    words = ["<NULL>", "<START>", "<END>", "<UNK>"] + [f"w{i}" for i in range(V - 4)]
-    return CaptioningRNN({w: i for i, w in enumerate(words)}, input_dim=D, wordvec_dim=W,
-                         hidden_dim=H, cell_type=cell, dtype=np.float32, seed=0)
+V, W, H, D, T = (SIZES[k] for k in ("V", "W", "H", "D", "T"))
 
 
 def run(model, features, method, k, batch):

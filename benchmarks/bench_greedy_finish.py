@@ -36,18 +36,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-SIZES = dict(N=100, T=16, V=1004, W=256, H=512, D=512)
-NULL, START, END = 0, 1, 2
-
-
-def make_model(cell, seed=0):
-    from rnncap.model import CaptioningRNN
-
-    s = SIZES
-    vocab = {"<NULL>": NULL, "<START>": START, "<END>": END, "<UNK>": 3}
-    vocab.update({f"w{i}": i for i in range(4, s["V"])})
-    return CaptioningRNN(vocab, input_dim=s["D"], wordvec_dim=s["W"], hidden_dim=s["H"],
-                         cell_type=cell, dtype=np.float32, seed=seed)
+# The full-size model and its sizes, as the PyTorch comparison builds them.
+from benchmarks.bench_torch_peer import END, NULL, SIZES, START  # noqa: E402
+from benchmarks.bench_torch_peer import make_rnncap as make_model  # noqa: E402
 
 
 def synthetic_batch(rng, N, T, V, D):

@@ -694,11 +694,10 @@ def main(argv=None):
           f"{args.threads} BLAS thread(s) outside its parallel sections")
     print(f"load average start {info['loadavg_start']}, end {info['loadavg_end']}")
     if args.json:
-        tmp = args.json + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump({"machine": info, "sizes": SIZES, "args": vars(args), "results": results},
-                      f, indent=1, default=float)
-        os.replace(tmp, args.json)
+        from rnncap.checkpoint import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps({"machine": info, "sizes": SIZES, "args": vars(args),
+                                                 "results": results}, indent=1, default=float))
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from analyze_results import load_truth  # noqa: E402
 from diagnose import caption_kind, diagnose, noun_phrase_errors  # noqa: E402
 
+from rnncap.checkpoint import write_text_atomic  # noqa: E402
 from rnncap.data.shapes import NUMBERS, OBJECT_WORDS, PICTURE_WORDS, SHAPES  # noqa: E402
 
 SINGULAR = set(SHAPES) | set(OBJECT_WORDS) | set(PICTURE_WORDS)
@@ -154,9 +155,7 @@ def main():
             if k != "params":
                 print(f"  {k}: {v}")
     if a.json:
-        with open(a.json + ".tmp", "w") as f:
-            json.dump(out, f, indent=1)
-        os.replace(a.json + ".tmp", a.json)
+        write_text_atomic(a.json, json.dumps(out, indent=1))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ from collections import Counter
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from diagnose import caption_kind, diagnose  # noqa: E402
 
+from rnncap.checkpoint import write_text_atomic  # noqa: E402
+
 METHODS = ("greedy", "beam-3", "beam-5")
 SCORES = ("truth_rate", "Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")
 
@@ -135,17 +137,13 @@ def main():
     if a.captions:
         keep = {run: {m: {"scores": r["scores"], "captions": r["captions"], "true": r["true"]}
                       for m, r in res.items()} for run, res in results.items()}
-        with open(a.captions + ".tmp", "w") as f:
-            json.dump(keep, f, indent=0)
-        os.replace(a.captions + ".tmp", a.captions)
+        write_text_atomic(a.captions, json.dumps(keep, indent=0))
     if a.json:
         for res in results.values():
             for r in res.values():
                 r.pop("captions")
                 r.pop("true")
-        with open(a.json + ".tmp", "w") as f:
-            json.dump(results, f, indent=1)
-        os.replace(a.json + ".tmp", a.json)
+        write_text_atomic(a.json, json.dumps(results, indent=1))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ import time
 
 import numpy as np
 
+from rnncap.checkpoint import write_text_atomic
 from rnncap.model import CaptioningRNN
 from rnncap.solver import CaptioningSolver
 
@@ -116,11 +117,7 @@ def main():
               f"(runs {r['cpu_s_per_step_runs']})  params {r['total_params']:,}")
     print(f"char / word CPU per step: {result['ratio_char_over_word']:.2f}")
     if a.out:
-        with open(a.out + ".tmp", "w") as f:
-            json.dump(result, f, indent=1)
-        import os
-
-        os.replace(a.out + ".tmp", a.out)
+        write_text_atomic(a.out, json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":
