@@ -130,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(args) -> int:
-    from rnncap.run import say, train
+    from rnncap.run import train
 
     overrides = _overrides(args)
     if args.resume:
@@ -263,10 +263,10 @@ def _cmd_demo(args) -> int:
     summary = train(config, out, progress=progress, data=data)
     if summary["status"] != "finished":
         return 130
-    say(f"[3/4] evaluating on the test split")
+    say("[3/4] evaluating on the test split")
     r = restore(out)
     scores, eval_path = evaluate_and_save(r, data, "test", DecodeOptions("greedy", max_length=r.max_length))
-    say(f"[4/4] writing the report")
+    say("[4/4] writing the report")
     timings = {"data_s": round(data_s, 1), "train_s": round(summary["timings"]["train_s"], 1),
                "eval_s": scores["eval_s"]}
     write_text_atomic(out / "timings.json", json.dumps(timings, indent=1))

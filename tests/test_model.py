@@ -257,7 +257,6 @@ def test_sample_is_greedy_over_step(cell, every):
     features = rng.standard_normal((6, 4))
     out = m.sample(features, max_length=9)
     assert out.shape == (6, 9) and out.dtype == np.int32
-    state, tokens = m.init_state(features), np.full(6, 1)
     for n in range(6):  # hand-rolled greedy loop, one row at a time
         state = m.init_state(features[n : n + 1])
         token, done = 1, False

@@ -2,9 +2,7 @@
 minibatches, callbacks, clipping, the non-finite guard, bit-identical resumption, and
 CS231n's overfitting check."""
 
-import copy
 import json
-import math
 
 import numpy as np
 import pytest

@@ -122,8 +122,6 @@ def load_coco_data(base_dir, max_train=None, pca_features=True, *, seed=0):
     Raises:
         FileNotFoundError, KeyError, ValueError naming the file, key and shapes.
     """
-    import h5py
-
     base_dir = os.fspath(base_dir)
     if not os.path.isdir(base_dir):
         raise FileNotFoundError(f"CS231n data folder not found: {base_dir}")

@@ -72,11 +72,6 @@ def test_errors_name_the_file_and_field(tmp_path):
     np.save(tmp_path / "features.npy", np.zeros((2, 4), np.float32))
     with pytest.raises(ValueError, match=r"features.npy: has 2 rows.*4 images"):
         load_karpathy(tmp_path)
-    (tmp_path / "features.npy").unlink()
-    with h5py.File(tmp_path / "features.h5", "w") as h:
-        h["feats"] = np.zeros((4, 4))
-    with pytest.raises(KeyError, match="features.h5: missing key 'features'"):
-        load_karpathy(tmp_path)
     (tmp_path / "dataset.json").write_text("{")
     with pytest.raises(ValueError, match="dataset.json: not valid JSON"):
         load_karpathy(tmp_path)
@@ -118,8 +113,9 @@ def test_unreadable_hdf5_and_missing_key_are_value_errors(tmp_path):
     (tmp_path / "features.h5").unlink()
     with h5py.File(tmp_path / "features.h5", "w") as h:
         h["feats"] = np.zeros((4, 4))
-    with pytest.raises(ValueError, match="features.h5: missing key 'features'"):
+    with pytest.raises(ValueError, match="features.h5: missing key 'features'") as err:
         load_karpathy(tmp_path)
+    assert isinstance(err.value, KeyError)  # both: callers may catch either
 
 
 def test_no_training_images(tmp_path):
