@@ -235,9 +235,9 @@ class CaptioningRNN:
         features = self._check_features(features)
         captions = self._check_captions(captions, features.shape[0])
         N = features.shape[0]
-        groups = row_groups(captions[:, 1:] != self._null, get_threads())
-        if len(groups) == 1:
+        if get_threads() == 1 or N < 2:
             return self._loss(features, captions, N)
+        groups = row_groups(captions[:, 1:] != self._null, get_threads())
         # Data parallel: each group's loss and gradients (divided by the whole batch's
         # N) on its own thread, then summed.
         parts = map_threads(lambda rows: self._loss(features[rows], captions[rows], N), groups,
