@@ -18,6 +18,17 @@ from rnncap.layers.affine import (
     temporal_affine_backward,
     temporal_affine_forward,
 )
+from rnncap.layers.attention import (
+    attention_backward,
+    attention_forward,
+    attention_init_backward,
+    attention_init_forward,
+    attention_lstm_backward,
+    attention_lstm_forward,
+    attention_lstm_step_backward,
+    attention_lstm_step_forward,
+    doubly_stochastic_loss,
+)
 from rnncap.layers.embedding import word_embedding_backward, word_embedding_forward
 from rnncap.layers.losses import log_softmax, masked_softmax_loss, temporal_softmax_loss
 from rnncap.layers.lstm import (
@@ -87,4 +98,13 @@ __all__ = [
     "add_to_every_step",
     "sum_over_steps",
     "unsort_rows",
+    "attention_forward",
+    "attention_backward",
+    "attention_init_forward",
+    "attention_init_backward",
+    "attention_lstm_step_forward",
+    "attention_lstm_step_backward",
+    "attention_lstm_forward",
+    "attention_lstm_backward",
+    "doubly_stochastic_loss",
 ]
