@@ -15,8 +15,15 @@ pretrained network and no dependency beyond NumPy and Pillow:
 4. PCA fitted on the training split to ``pca_dim`` dimensions, scaled by one
    number so the average feature variance is 1.
 
+The same pooled cells also make a *grid* for attention models (``grid``):
+one vector per cell, (N, grid*grid, 4K + 2*grid + grid*grid): the cell's
+pooled responses, standardised per channel (mean and scale fitted on the
+training split like the PCA), followed by one-hot row, column and cell
+position features. With grid = 3 the cells are the 3x3 layout the shapes
+generator places its objects in.
+
 Everything that defines the mapping (filters, PCA mean and components, the
-scale, the options) is saved as ``extractor.json`` + ``arrays.npz`` (no
+scale, the grid statistics, the options) is saved as ``extractor.json`` + ``arrays.npz`` (no
 pickle), so a trained model can caption a new image file later.
 
 Extractors are pluggable: a class with ``name``, ``dim``, ``extract(images)``,
@@ -168,7 +175,7 @@ def _batches(n, batch_size, progress, desc):
         yield from starts
 
 
-def extract_files(extractor, paths, batch_size=256, progress=False, raw=False):
+def extract_files(extractor, paths, batch_size=256, progress=False, raw=False, grid=False):
     """Features of image files, in batches.
 
     Args:
@@ -178,17 +185,23 @@ def extract_files(extractor, paths, batch_size=256, progress=False, raw=False):
         progress: show a tqdm bar.
         raw: return the extractor's pre-PCA features (``raw_features``), used
             to fit the PCA.
+        grid: return the extractor's grid features (``grid``) instead.
 
     Returns:
-        float32 (N, D).
+        float32 (N, D), or (N, L, D_grid) with ``grid``.
     """
     paths = [os.fspath(p) for p in paths]
     size = extractor.image_size
-    dim = extractor.raw_dim if raw else extractor.dim
-    out = np.empty((len(paths), dim), dtype=np.float32)
+    if grid and not hasattr(extractor, "grid"):
+        raise ValueError(f"feature extractor {extractor.name!r} gives no grid features")
+    shape = extractor.grid_shape if grid else (extractor.raw_dim if raw else extractor.dim,)
+    out = np.empty((len(paths), *shape), dtype=np.float32)
     for s in _batches(len(paths), batch_size, progress, f"features ({extractor.name})"):
         images = np.stack([load_image(p, size) for p in paths[s:s + batch_size]])
-        out[s:s + len(images)] = extractor.raw_features(images) if raw else extractor.extract(images)
+        if grid:
+            out[s:s + len(images)] = extractor.grid(images)
+        else:
+            out[s:s + len(images)] = extractor.raw_features(images) if raw else extractor.extract(images)
     return out
 
 
@@ -231,6 +244,7 @@ class RandomConvExtractor:
             raise ValueError(f"pca_dim {pca_dim} exceeds the raw feature size {self.raw_dim}")
         self.mean = self.components = None
         self.scale = 1.0
+        self.grid_mean = self.grid_scale = None  # (4K,) each, fitted with the PCA
 
     @property
     def fitted(self):
@@ -257,6 +271,38 @@ class RandomConvExtractor:
                   np.maximum(z.max(axis=(2, 4)), 0), np.maximum(-z.min(axis=(2, 4)), 0)]
         return np.stack(pooled, axis=-1).reshape(N, -1).astype(np.float32)  # (N, raw_dim)
 
+    @property
+    def grid_shape(self):
+        """(L, D_grid) of one image's grid features: grid*grid cells, each its 4K pooled
+        responses plus one-hot row (grid), column (grid) and cell (grid*grid) features."""
+        g = self.options["grid"]
+        return (g * g, self.raw_dim // (g * g) + 2 * g + g * g)
+
+    def _positions(self):
+        """(L, 2g + g*g) one-hot row, column and cell of every cell, in reading order."""
+        g = self.options["grid"]
+        cell = np.arange(g * g)
+        pos = np.zeros((g * g, 2 * g + g * g), dtype=np.float32)
+        pos[cell, cell // g] = 1
+        pos[cell, g + cell % g] = 1
+        pos[cell, 2 * g + cell] = 1
+        return pos
+
+    def grid_from_raw(self, raw):
+        """Raw features (N, raw_dim) -> float32 grid features (N, L, D_grid)."""
+        if self.grid_mean is None:
+            raise RuntimeError("the extractor has no fitted grid statistics; call fit() on "
+                               "training features")
+        L, _ = self.grid_shape
+        N = raw.shape[0]
+        cells = (raw.reshape(N, L, -1) - self.grid_mean) * self.grid_scale  # (N, L, 4K)
+        pos = np.broadcast_to(self._positions(), (N, *self._positions().shape))
+        return np.concatenate((cells, pos), axis=2).astype(np.float32)
+
+    def grid(self, images):
+        """uint8 images (N, H, W, 3) of any size -> float32 grid features (N, L, D_grid)."""
+        return self.grid_from_raw(self.raw_features(images))
+
     def fit(self, raw):
         """Fit the PCA on raw training features (N, raw_dim); returns self."""
         raw = np.asarray(raw, dtype=np.float32)
@@ -274,6 +320,12 @@ class RandomConvExtractor:
         self.mean = mean.astype(np.float32)
         self.components = comps.astype(np.float32)  # (R, D)
         self.scale = float(np.sqrt(self.dim / total))  # average output variance 1
+        # Grid: every cell's 4K channels standardised with statistics over all cells.
+        L = self.grid_shape[0]
+        cells = raw.reshape(raw.shape[0] * L, -1)  # (N L, 4K)
+        self.grid_mean = cells.mean(axis=0, dtype=np.float64).astype(np.float32)
+        std = cells.std(axis=0, dtype=np.float64)
+        self.grid_scale = (1 / np.maximum(std, 1e-6)).astype(np.float32)
         return self
 
     def transform(self, raw):
@@ -293,7 +345,8 @@ class RandomConvExtractor:
         spec = {"name": self.name, "options": self.options, "dim": self.dim,
                 "raw_dim": self.raw_dim, "scale": self.scale}
         _save_folder(folder, spec, {"filters": self.filters, "mean": self.mean,
-                                    "components": self.components})
+                                    "components": self.components, "grid_mean": self.grid_mean,
+                                    "grid_scale": self.grid_scale})
 
     @classmethod
     def from_saved(cls, spec, arrays, source="extractor"):
@@ -315,6 +368,14 @@ class RandomConvExtractor:
         ex.mean = arrays["mean"].astype(np.float32)
         ex.components = arrays["components"].astype(np.float32)
         ex.scale = float(spec.get("scale", 1.0))
+        if "grid_mean" in arrays and "grid_scale" in arrays:  # absent: pooled features only
+            c = ex.raw_dim // ex.grid_shape[0]
+            for key in ("grid_mean", "grid_scale"):
+                if arrays[key].shape != (c,):
+                    raise ValueError(f"{source}/{ARRAYS_FILE}: '{key}' has shape "
+                                     f"{arrays[key].shape}, expected {(c,)}")
+            ex.grid_mean = arrays["grid_mean"].astype(np.float32)
+            ex.grid_scale = arrays["grid_scale"].astype(np.float32)
         return ex
 
 
@@ -342,7 +403,8 @@ def _top_eigenvectors(cov, k, rng, oversample=64, iterations=4, exact_below=1024
     return q @ v[:, order], evals[order]
 
 
-def fit_extract_files(extractor, split_paths, fit_split="train", batch_size=256, progress=False):
+def fit_extract_files(extractor, split_paths, fit_split="train", batch_size=256, progress=False,
+                      grid=False):
     """Fit an extractor's PCA on one split's images and featurise every split.
 
     Each image is decoded once: raw features for all splits are computed,
@@ -352,19 +414,30 @@ def fit_extract_files(extractor, split_paths, fit_split="train", batch_size=256,
         extractor: an unfitted extractor with ``raw_features``/``fit``/``transform``.
         split_paths: dict split -> list of image paths.
 
+        grid: also return the grid features (an extractor with ``grid_from_raw``).
+
     Returns:
-        dict split -> float32 (I_split, D).
+        dict split -> float32 (I_split, D); with ``grid``, a pair of that and
+        dict split -> float32 (I_split, L, D_grid).
     """
     if fit_split not in split_paths or not split_paths[fit_split]:
         raise ValueError(f"cannot fit the extractor: split {fit_split!r} has no images")
     raw = {s: extract_files(extractor, p, batch_size, progress, raw=True)
            for s, p in split_paths.items()}
     extractor.fit(raw[fit_split])
-    return {s: extractor.transform(r) for s, r in raw.items()}
+    pooled = {s: extractor.transform(r) for s, r in raw.items()}
+    if not grid:
+        return pooled
+    return pooled, {s: extractor.grid_from_raw(r) for s, r in raw.items()}
+
+
+#: Part of every cache folder's name hash: a folder written with another layout (e.g.
+#: without the grid files) is never read as this one.
+CACHE_LAYOUT = 2
 
 
 def cached_split_features(cache_root, split_paths, *, key="", name="randconv", options=None,
-                          batch_size=256, progress=False):
+                          batch_size=256, progress=False, grid=False):
     """Features for image files by split, computed once and cached on disk.
 
     The built-in extractor is fitted on the "train" split, every split is
@@ -377,33 +450,56 @@ def cached_split_features(cache_root, split_paths, *, key="", name="randconv", o
     wins, the others drop their copy (it holds the same features) and keep the
     winner's, which is never deleted.
 
+    Extractors with grid features (``grid_from_raw``) also get ``<split>-grid.npy``
+    files, (I, L, D_grid), written at the same time.
+
+    Args:
+        grid: return the grid features instead of the pooled ones.
+
     Returns:
-        (dict split -> float32 (I, D), extractor folder path str).
+        (dict split -> float32 (I, D) (or (I, L, D_grid) with ``grid``), extractor
+        folder path str).
+
+    Raises:
+        ValueError: ``grid`` for an extractor without grid features.
     """
     import hashlib
 
     options = dict(options or {})
-    ident = json.dumps({"name": name, "options": options, "key": key,
+    if grid and not hasattr(_REGISTRY.get(name), "grid_from_raw"):
+        raise ValueError(f"feature extractor {name!r} gives no grid features (the attention "
+                         f"model needs them)")
+    ident = json.dumps({"name": name, "options": options, "key": key, "layout": CACHE_LAYOUT,
                         "paths": {s: [os.path.abspath(p) for p in ps]
                                   for s, ps in sorted(split_paths.items())}}, sort_keys=True)
     folder = os.path.join(os.fspath(cache_root),
                           f"features-{name}-{hashlib.sha1(ident.encode()).hexdigest()[:10]}")
+    has_grid = hasattr(_REGISTRY.get(name), "grid_from_raw")
     files = {s: os.path.join(folder, f"{s}.npy") for s in split_paths}
-    if all(os.path.isfile(f) for f in files.values()):
-        feats = {s: np.load(f, allow_pickle=False) for s, f in files.items()}
+    grid_files = {s: os.path.join(folder, f"{s}-grid.npy") for s in split_paths} if has_grid else {}
+    wanted = grid_files if grid else files
+    if all(os.path.isfile(f) for f in [*files.values(), *grid_files.values()]):
+        feats = {s: np.load(f, allow_pickle=False) for s, f in wanted.items()}
         return feats, os.path.join(folder, "extractor")
     extractor = make_extractor(name, **options)
-    feats = fit_extract_files(extractor, split_paths, batch_size=batch_size, progress=progress)
+    if has_grid:
+        feats, grids = fit_extract_files(extractor, split_paths, batch_size=batch_size,
+                                         progress=progress, grid=True)
+    else:
+        feats, grids = fit_extract_files(extractor, split_paths, batch_size=batch_size,
+                                         progress=progress), {}
     tmp = f"{folder}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     extractor.save(os.path.join(tmp, "extractor"))
     for s, f in feats.items():
         np.save(os.path.join(tmp, f"{s}.npy"), f)
+    for s, f in grids.items():
+        np.save(os.path.join(tmp, f"{s}-grid.npy"), f)
     try:
         os.rename(tmp, folder)  # fails if the folder exists and is not empty
     except OSError:
-        if not all(os.path.isfile(f) for f in files.values()):
+        if not all(os.path.isfile(f) for f in [*files.values(), *grid_files.values()]):
             # Something incomplete is in the way (not written by this function, which
             # only ever renames complete folders into place): move it aside first.
             stale = f"{folder}.stale-{os.getpid()}"
@@ -412,4 +508,4 @@ def cached_split_features(cache_root, split_paths, *, key="", name="randconv", o
             shutil.rmtree(stale, ignore_errors=True)
         else:  # another process finished first: keep its folder, drop ours
             shutil.rmtree(tmp, ignore_errors=True)
-    return feats, os.path.join(folder, "extractor")
+    return (grids if grid else feats), os.path.join(folder, "extractor")

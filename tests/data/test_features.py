@@ -226,3 +226,98 @@ def test_cache_replaces_an_incomplete_folder_in_the_way(tmp_path):
     feats, ex_dir = F.cached_split_features(tmp_path / "cache", splits, key="k", options=OPTS)
     assert (folder / "val.npy").is_file() and feats["val"].shape == (8, 16)
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [folder.name]  # nothing stale left
+
+
+# ------------------------------------------------------------------ grid features
+
+def test_grid_is_the_standardised_cells_plus_positions():
+    ex = fitted()
+    img = images(3, seed=5)
+    grid = ex.grid(img)
+    L, Dg = ex.grid_shape
+    assert grid.shape == (3, L, Dg) == (3, 9, 4 * 8 + 3 + 3 + 9) and grid.dtype == np.float32
+    cells = ex.raw_features(img).reshape(3, 9, 4 * 8)
+    np.testing.assert_allclose(grid[:, :, :32] / ex.grid_scale + ex.grid_mean, cells,
+                               rtol=1e-4, atol=1e-4)
+    for cell in range(9):
+        row, col = divmod(cell, 3)
+        expect = np.zeros(15)
+        expect[[row, 3 + col, 6 + cell]] = 1
+        np.testing.assert_array_equal(grid[:, cell, 32:], np.broadcast_to(expect, (3, 15)))
+
+
+def test_grid_standardisation_fitted_on_training_cells():
+    ex = make_extractor("randconv", **OPTS)
+    raw = ex.raw_features(images(40))
+    ex.fit(raw)
+    g = ex.grid_from_raw(raw)[:, :, :32].reshape(-1, 32)
+    np.testing.assert_allclose(g.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(g.std(axis=0), 1, atol=1e-3)
+
+
+def test_a_grid_cell_sees_only_its_own_part_of_the_picture():
+    # 32 px, stride 2, filter 5: 14 responses cropped to 12, cells of 4 responses, and
+    # cell (0, 0)'s windows cover pixels 0..10 while the others start at pixel 8.
+    ex = fitted()
+    img = images(1, seed=6)
+    changed = img.copy()
+    changed[0, :8, :8] = 255 - changed[0, :8, :8]
+    a, b = ex.grid(img), ex.grid(changed)
+    assert np.abs(a[0, 0] - b[0, 0]).max() > 0.1
+    np.testing.assert_array_equal(a[0, 1:], b[0, 1:])
+
+
+def test_grid_survives_save_and_load(tmp_path):
+    ex = fitted()
+    ex.save(tmp_path / "ex")
+    again = load_extractor(tmp_path / "ex")
+    x = images(2, seed=7)
+    np.testing.assert_array_equal(again.grid(x), ex.grid(x))
+
+
+def test_extract_files_gives_grids(tmp_path):
+    ex = fitted()
+    paths = []
+    for i, img in enumerate(images(2, seed=8)):
+        Image.fromarray(img).save(tmp_path / f"{i}.png")
+        paths.append(tmp_path / f"{i}.png")
+    got = extract_files(ex, paths, grid=True)
+    np.testing.assert_allclose(got, ex.grid(np.stack([load_image(p, 32) for p in paths])), rtol=1e-6)
+
+
+def test_cache_holds_pooled_and_grid_features(tmp_path, monkeypatch):
+    from rnncap.data import features as F
+
+    splits = _split_files(tmp_path)
+    pooled, ex_dir = F.cached_split_features(tmp_path / "cache", splits, key="k", options=OPTS)
+    monkeypatch.setattr(F, "fit_extract_files", lambda *a, **k: pytest.fail("computed again"))
+    grids, ex_dir2 = F.cached_split_features(tmp_path / "cache", splits, key="k", options=OPTS,
+                                             grid=True)
+    assert ex_dir2 == ex_dir
+    assert grids["train"].shape == (16, 9, 47) and grids["val"].shape == (8, 9, 47)
+    ex = load_extractor(ex_dir)
+    x = np.stack([load_image(p, 32) for p in splits["val"]])
+    np.testing.assert_allclose(grids["val"], ex.grid(x), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(pooled["val"], ex.extract(x), rtol=1e-4, atol=1e-4)
+
+
+def test_cache_folders_of_another_layout_are_not_read(tmp_path, monkeypatch):
+    from rnncap.data import features as F
+
+    splits = _split_files(tmp_path)
+    monkeypatch.setattr(F, "CACHE_LAYOUT", 1)
+    F.cached_split_features(tmp_path / "cache", splits, key="k", options=OPTS)
+    monkeypatch.setattr(F, "CACHE_LAYOUT", 2)
+    F.cached_split_features(tmp_path / "cache", splits, key="k", options=OPTS)
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_grid_from_an_extractor_without_grids_is_an_error(tmp_path):
+    from rnncap.data import features as F
+
+    @register_extractor
+    class PooledOnly:
+        name = "test-pooled-only"
+
+    with pytest.raises(ValueError, match="'test-pooled-only' gives no grid features"):
+        F.cached_split_features(tmp_path, {"train": []}, name="test-pooled-only", grid=True)
