@@ -33,10 +33,10 @@ from rnncap import config as cfg
 __all__ = ["main", "build_parser"]
 
 # Flag names that differ from the config field names (the rest are --field-name).
-_FLAG_NAMES = {("data", "path"): "--data", ("model", "cell_type"): "--cell",
+_FLAG_NAMES = {("data", "path"): "--data", ("model", "cell_type"): "--cell", ("model", "kind"): "--model",
                ("train", "learning_rate"): "--lr", ("train", "num_epochs"): "--epochs"}
 _CHOICES = {("data", "format"): cfg.FORMATS, ("data", "level"): cfg.LEVELS,
-            ("model", "cell_type"): cfg.CELLS, ("model", "dtype"): cfg.DTYPES,
+            ("model", "cell_type"): cfg.CELLS, ("model", "dtype"): cfg.DTYPES, ("model", "kind"): cfg.MODELS,
             ("train", "update_rule"): cfg.UPDATE_RULES}
 _DEMO_MARK = ".rnncap-demo"
 SHAPES_CACHE = ".cache/rnncap/shapes"
@@ -112,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("images", nargs="*", help="image files")
     c.add_argument("--features", help=".npy file of precomputed features, one row per image")
     c.add_argument("--json", action="store_true", help="print JSON lines")
+    c.add_argument("--attention", metavar="OUT.png",
+                   help="attention model: draw each image with every generated word's attention "
+                        "map over it (one row of panels per image) into this PNG file")
     _decode_flags(c)
 
     e = sub.add_parser("evaluate", help="score a checkpoint's captions on a split")
@@ -167,7 +170,16 @@ def _cmd_caption(args) -> int:
     from rnncap.run import restore
 
     r = restore(args.checkpoint)
+    attention = getattr(r.model, "kind", None) == "attention"
+    if args.attention and not attention:
+        raise ValueError(f"--attention needs an attention model; checkpoint {r.checkpoint.folder} "
+                         f"holds a CaptioningRNN")
+    if args.attention and not args.images:
+        raise ValueError("--attention draws over the images: give image files (with or without "
+                         "--features)")
     if args.features:
+        from rnncap.run import check_feature_rank
+
         path = Path(args.features)
         if not path.is_file():
             raise FileNotFoundError(f"features file {path} does not exist")
@@ -175,6 +187,12 @@ def _cmd_caption(args) -> int:
             feats = np.load(path, allow_pickle=False)
         except (ValueError, OSError) as err:
             raise ValueError(f"{path} is not a .npy array file: {err}") from None
+        check_feature_rank(feats, attention, path)
+        want = r.model.input_dim
+        if np.shape(feats)[-1] != want:
+            shape = f"(I, L, {want})" if attention else f"(I, {want})"
+            raise ValueError(f"{path}: the checkpoint's model needs features of shape {shape}; "
+                             f"got {np.shape(feats)}")
         names = args.images or [f"{path.name}[{i}]" for i in range(len(feats))]
     elif args.images:
         from rnncap.data.features import extract_files, load_extractor
@@ -183,7 +201,7 @@ def _cmd_caption(args) -> int:
             raise ValueError(f"checkpoint {r.checkpoint.folder} was trained on precomputed features and "
                              f"has no feature extractor; pass --features FILE")
         extractor = load_extractor(r.checkpoint.dirs["extractor"])
-        feats = extract_files(extractor, args.images)
+        feats = extract_files(extractor, args.images, grid=attention)
         names = args.images
     else:
         raise ValueError("give image files to caption, or --features FILE")
@@ -191,9 +209,18 @@ def _cmd_caption(args) -> int:
     if len(names) != len(feats):
         raise ValueError(f"{len(names)} image names but {len(feats)} feature rows in {args.features}")
     options = DecodeOptions(args.method, args.beam_size, args.length_penalty, r.max_length)
-    captions = r.vocab.decode_clean(decode_features(r.model, feats, options))
+    tokens = decode_features(r.model, feats, options)
+    captions = r.vocab.decode_clean(tokens)
     for name, caption in zip(names, captions):
         print(json.dumps({"image": name, "caption": caption}) if args.json else f"{name}\t{caption}")
+    if args.attention:
+        from rnncap.attention_maps import word_attention, write_attention_png
+        from rnncap.data.features import load_image
+
+        rows = word_attention(r.model, r.vocab, feats, tokens)
+        pictures = [load_image(p, 256) for p in args.images]
+        out = write_attention_png(args.attention, pictures, rows)
+        print(f"attention maps: {out}", file=sys.stderr)
     return 0
 
 

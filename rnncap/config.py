@@ -30,6 +30,7 @@ __all__ = [
 
 FORMATS = ("cs231n", "karpathy", "coco", "shapes")
 CELLS = ("rnn", "lstm")
+MODELS = ("rnn", "attention")
 UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
 DTYPES = ("float32", "float64")
 LEVELS = ("word", "char")
@@ -63,16 +64,25 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """`CaptioningRNN`'s constructor arguments (CS231n's defaults)."""
+    """The model: `CaptioningRNN`'s constructor arguments (CS231n's defaults), or with
+    kind 'attention' `AttentionCaptioner`'s (an LSTM over grid features; cell_type and
+    image_every_step do not apply to it)."""
 
+    kind: str = field(default="rnn", metadata={"help": "'rnn': CaptioningRNN on one feature vector per image (cell from --cell); 'attention': soft attention over grid features (Show, Attend and Tell)"})
     cell_type: str = field(default="rnn", metadata={"help": 'recurrent cell'})
     wordvec_dim: int = field(default=128, metadata={"help": 'word vector size W'})
     hidden_dim: int = field(default=128, metadata={"help": 'hidden state size H'})
     image_every_step: bool = field(default=False, metadata={"help": 'feed the image features at every time step, not only into h0 (beyond CS231n)'})
     dtype: str = field(default="float32", metadata={"help": 'parameter and activation dtype'})
+    attention_dim: int | None = field(default=None, metadata={"help": "attention model: size A of the attention's hidden layer; default hidden_dim"})
+    doubly_stochastic: float = field(default=0.0, metadata={"help": "attention model: lambda of the doubly stochastic attention penalty (0: none)"})
 
     def __post_init__(self):
+        _choice("model.kind", self.kind, MODELS)
         _choice("model.cell_type", self.cell_type, CELLS)
+        _positive("model.attention_dim", self.attention_dim, allow_none=True)
+        if self.doubly_stochastic < 0:
+            raise ConfigError(f"model.doubly_stochastic must be >= 0, got {self.doubly_stochastic}")
         _choice("model.dtype", self.dtype, DTYPES)
         _positive("model.wordvec_dim", self.wordvec_dim)
         _positive("model.hidden_dim", self.hidden_dim)

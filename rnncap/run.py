@@ -59,35 +59,75 @@ class Restored:
 
 def load_run_data(config: RunConfig, progress: bool = True) -> dict:
     """Load the data a config names (generating the built-in dataset if needed)."""
-    from rnncap.data import load_data
+    from rnncap.data import detect_format, load_data
 
     d = config.data
     opts = {"level": d.level, "min_count": d.min_count, "max_train": d.max_train,
             "progress": progress}
     if d.max_length is not None:
         opts["max_length"] = d.max_length
-    return load_data(d.path, d.format, **opts)
+    attention = config.model.kind == "attention"
+    fmt = d.format if d.format is not None or d.path is None else detect_format(d.path)
+    if attention and fmt in ("shapes", "karpathy"):
+        # Features computed from the images: the extractor's grid, not its pooled vectors.
+        opts["grid"] = True
+    data = load_data(d.path, fmt, **opts)
+    check_feature_rank(data["train_features"], attention,
+                       data.get("features_source", d.path))
+    return data
+
+
+def check_feature_rank(features, attention: bool, source) -> None:
+    """Raise ValueError naming `source` unless features (I, ...) suit the model kind:
+    grids (I, L, D) for the attention model, vectors (I, D) for CaptioningRNN."""
+    shape = np.shape(features)
+    got = "(I, " + ", ".join(str(s) for s in shape[1:]) + ")"  # I: however many images
+    if attention and len(shape) != 3:
+        raise ValueError(f"{source}: the attention model needs grid features of shape (I, L, D); "
+                         f"got {got} (pooled features are for --model rnn)")
+    if not attention and len(shape) != 2:
+        raise ValueError(f"{source}: --model rnn needs one feature vector per image, shape (I, D); "
+                         f"got {got} (grid features are for --model attention)")
 
 
 def _build_model(word_to_idx, input_dim: int, config: RunConfig):
+    m = config.model
+    if m.kind == "attention":
+        from rnncap.attention_model import AttentionCaptioner
+
+        return AttentionCaptioner(word_to_idx, input_dim=input_dim, wordvec_dim=m.wordvec_dim,
+                                  hidden_dim=m.hidden_dim, attention_dim=m.attention_dim,
+                                  dtype=m.dtype, seed=config.train.seed,
+                                  doubly_stochastic=m.doubly_stochastic)
     from rnncap.model import CaptioningRNN
 
-    m = config.model
     return CaptioningRNN(word_to_idx, input_dim=input_dim, wordvec_dim=m.wordvec_dim,
                          hidden_dim=m.hidden_dim, cell_type=m.cell_type, dtype=m.dtype,
                          seed=config.train.seed, image_every_step=m.image_every_step)
 
 
+def model_from_document(word_to_idx, document: dict):
+    """The model a checkpoint's model.json describes: CaptioningRNN, or the class its
+    "kind" names."""
+    document = dict(document)
+    if document.pop("kind", None) == "attention":
+        from rnncap.attention_model import AttentionCaptioner
+
+        return AttentionCaptioner(word_to_idx, **document)
+    from rnncap.model import CaptioningRNN
+
+    return CaptioningRNN(word_to_idx, **document)
+
+
 def restore(path: str | Path) -> Restored:
     """Rebuild the model of a checkpoint (a checkpoint folder, or a run folder's latest)."""
     from rnncap.data.vocab import Vocabulary
-    from rnncap.model import CaptioningRNN
 
     ckpt = read_checkpoint(path)
     try:
         config = from_dict(RunConfig, ckpt.documents["config"], f"{ckpt.folder}/config.json")
         vocab = Vocabulary.from_json(ckpt.documents["vocab"], source=f"{ckpt.folder}/vocab.json")
-        model = CaptioningRNN(vocab.word_to_idx, **ckpt.documents["model"])
+        model = model_from_document(vocab.word_to_idx, ckpt.documents["model"])
         weights = ckpt.arrays["weights"]
         max_length = int(ckpt.documents["info"]["max_length"])
     except KeyError as err:
@@ -109,7 +149,7 @@ def _save(run_dir, config, model, vocab, solver, data, history, keep):
     solver_arrays: dict = {}
     solver_doc = pack(solver.state_dict(), solver_arrays)
     info = {"rnncap_version": __version__, "max_length": int(data["train_captions"].shape[1] - 1),
-            "input_dim": int(data["train_features"].shape[1]), "iteration": int(solver.t),
+            "input_dim": int(data["train_features"].shape[-1]), "iteration": int(solver.t),
             "epoch": int(solver.epoch), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     dirs = {"extractor": data["extractor_dir"]} if data.get("extractor_dir") else {}
     return save_to_run(
@@ -173,8 +213,10 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
     if data is None:
         data = load_run_data(config, progress)
     timings["data_s"] = time.perf_counter() - t0
+    check_feature_rank(data["train_features"], config.model.kind == "attention",
+                       data.get("features_source", "the data's train_features"))
     vocab = data["vocab"]
-    model = _build_model(data["word_to_idx"], data["train_features"].shape[1], config)
+    model = _build_model(data["word_to_idx"], data["train_features"].shape[-1], config)
     history: list = []
     if restored is not None:
         if restored.vocab.idx_to_word != vocab.idx_to_word:

@@ -69,8 +69,8 @@ def _check_data(data):
             f"data['train_image_idxs'] must be integers of shape ({captions.shape[0]},), one per caption; "
             f"got {idxs.dtype} {idxs.shape}"
         )
-    if features.ndim != 2:
-        raise ValueError(f"data['train_features'] must have shape (I, D); got {features.shape}")
+    if features.ndim not in (2, 3):  # (I, L, D): a grid of feature vectors per image
+        raise ValueError(f"data['train_features'] must have shape (I, D) or (I, L, D); got {features.shape}")
     if idxs.min() < 0 or idxs.max() >= features.shape[0]:
         raise ValueError(
             f"data['train_image_idxs'] must index data['train_features'] rows [0, {features.shape[0]}); "

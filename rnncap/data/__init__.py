@@ -5,7 +5,8 @@ returns the same dictionary (CS231n's layout, see rnncap.data.layout):
 ``s_captions`` int32 (M, T), ``s_image_idxs`` int32 (M,), ``s_features``
 float32 (I, D) for each split s present, ``idx_to_word``, ``word_to_idx``,
 ``vocab``, and where known ``s_image_files``, ``s_references``, ``s_truth``
-(shapes), ``s_urls`` (cs231n) and ``extractor_dir``.
+(shapes), ``s_urls`` (cs231n), ``extractor_dir`` and ``features_source`` (the
+features file or cache folder, for error messages).
 
 Formats: 'cs231n' (the assignment's coco_captioning folder), 'karpathy'
 (dataset.json + features), 'coco' (captions_*.json + features keyed by image
@@ -45,12 +46,13 @@ def prepare_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test
 
 def load_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test=1000,
                 min_objects=1, max_objects=2, image_size=64, captions_per_image=5,
-                extractor_options=None, progress=False, **build_opts):
+                extractor_options=None, progress=False, grid=False, **build_opts):
     """The shapes dataset as a data dictionary, generating and featurising it if needed.
 
     Features come from the built-in extractor fitted on the training split;
     they and the saved extractor are cached inside the dataset folder, and
-    ``extractor_dir`` points at the extractor.
+    ``extractor_dir`` points at the extractor. With ``grid``, ``s_features``
+    are the extractor's grid features (I, L, D) (for attention models).
     """
     from rnncap.data.features import cached_split_features
     from rnncap.data.karpathy import parse_dataset_json
@@ -65,9 +67,11 @@ def load_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test=10
     options = {"image_size": image_size, **(extractor_options or {})}
     paths = {s: [im["file"] for im in ims] for s, ims in images.items()}
     feats, extractor_dir = cached_split_features(folder, paths, key=os.path.basename(folder),
-                                                 options=options, progress=progress)
+                                                 options=options, progress=progress, grid=grid)
     data = build_data(images, feats, seed=seed, source=json_path, **build_opts)
     data["extractor_dir"] = extractor_dir
+    data["features_source"] = os.path.join(os.path.dirname(extractor_dir),
+                                           "train-grid.npy" if grid else "train.npy")
     return data
 
 
@@ -111,7 +115,8 @@ def load_data(path, fmt=None, *, max_length=None, min_count=1, max_size=None, le
         progress: show progress bars for generation and feature extraction.
         **fmt_opts: passed to the format's loader (e.g. pca_features for
             cs231n; features, image_root, restval for karpathy; num_train,
-            min_objects, max_objects, image_size, extractor_options for shapes).
+            min_objects, max_objects, image_size, extractor_options, grid for
+            shapes).
 
     Returns:
         the data dictionary.

@@ -28,7 +28,7 @@ FEATURE_NAMES = ("features.npy", "features.h5")
 
 
 def read_feature_file(path, key="features"):
-    """A (I, D) float32 array from ``.npy`` or ``.h5`` (dataset ``key``)."""
+    """A (I, D) array, or an (I, L, D) grid, from ``.npy`` or ``.h5`` (dataset ``key``)."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"features file not found: {path}")
@@ -46,8 +46,8 @@ def read_feature_file(path, key="features"):
             a = f[key][()]
     else:
         raise ValueError(f"{path}: features must be a .npy or .h5 file")
-    if a.ndim != 2:
-        raise ValueError(f"{path}: features must be 2-D (I, D), got shape {a.shape}")
+    if a.ndim not in (2, 3):
+        raise ValueError(f"{path}: features must be 2-D (I, D) or a 3-D grid (I, L, D), got shape {a.shape}")
     return a
 
 
@@ -124,7 +124,7 @@ def parse_dataset_json(path, root=None, restval="train"):
 
 
 def load_karpathy(path, features=None, *, image_root=None, restval="train", extractor="randconv",
-                  extractor_options=None, progress=False, **build_opts):
+                  extractor_options=None, progress=False, grid=False, **build_opts):
     """Load a Karpathy-split dataset into the data dictionary.
 
     Args:
@@ -136,6 +136,8 @@ def load_karpathy(path, features=None, *, image_root=None, restval="train", extr
         restval: 'train' (merge) or 'drop'.
         extractor, extractor_options: the extractor used when computing features.
         progress: progress bars while computing features.
+        grid: when computing features, take the extractor's grid features (I, L, D)
+            (for attention models); a features file is read as it is.
         **build_opts: level, min_count, max_size, max_length, max_train, seed
             (see rnncap.data.layout.build_data).
 
@@ -170,8 +172,10 @@ def load_karpathy(path, features=None, *, image_root=None, restval="train", extr
             key = hashlib.sha1(f.read()).hexdigest()
         paths = {s: [im["file"] for im in ims] for s, ims in images.items()}
         feats, extractor_dir = cached_split_features(
-            folder, paths, key=key, name=extractor, options=extractor_options, progress=progress)
+            folder, paths, key=key, name=extractor, options=extractor_options, progress=progress,
+            grid=grid)
     data = build_data(images, feats, source=json_path, **build_opts)
     if extractor_dir is not None:
         data["extractor_dir"] = extractor_dir
+    data["features_source"] = str(features) if features is not None else os.path.dirname(extractor_dir)
     return data

@@ -7,7 +7,7 @@ into the dictionary every rnncap loader returns, for each split s present::
 
     s_captions     int32 (M, T)   <START> tokens... <END> <NULL>..., T = max_length + 2
     s_image_idxs   int32 (M,)     row of s_features for each caption
-    s_features     float32 (I, D)
+    s_features     float32 (I, D), or (I, L, D) for grid features (attention models)
     s_image_files  list of I str (or None where unknown)
     s_references   list of I lists of raw caption strings (for metrics)
     s_truth        list of I ground-truth object lists (shapes only)
@@ -70,10 +70,11 @@ def build_data(images, features, *, level="word", min_count=1, max_size=None, ma
             continue
         ims = images[split]
         feats = np.asarray(features[split])
-        if feats.ndim != 2 or feats.shape[0] != len(ims):
+        if feats.ndim not in (2, 3) or feats.shape[0] != len(ims):
             raise ValueError(f"{source}: split '{split}' has {len(ims)} images but its features "
-                             f"have shape {feats.shape}; expected ({len(ims)}, D)")
-        dims.add(feats.shape[1])
+                             f"have shape {feats.shape}; expected ({len(ims)}, D) or a grid "
+                             f"({len(ims)}, L, D)")
+        dims.add(feats.shape[1:])
         raws = [c for im in ims for c in im["captions"]]
         idxs = np.repeat(np.arange(len(ims), dtype=np.int32),
                          [len(im["captions"]) for im in ims])  # (M,)
@@ -85,7 +86,7 @@ def build_data(images, features, *, level="word", min_count=1, max_size=None, ma
         if ims and all("truth" in im for im in ims):
             data[f"{split}_truth"] = [im["truth"] for im in ims]
     if len(dims) > 1:
-        raise ValueError(f"{source}: splits have features of different sizes {sorted(dims)}")
+        raise ValueError(f"{source}: splits have features of different shapes {sorted(dims)}")
     if max_train is not None:
         subsample_train(data, max_train, seed)
     return data

@@ -43,7 +43,13 @@ from rnncap.layers.affine import (
     temporal_affine_backward,
     temporal_affine_forward,
 )
-from rnncap.layers.lstm import LSTMStepCache, lstm_step_backward, lstm_step_forward, sigmoid
+from rnncap.layers.lstm import (
+    LSTMStepCache,
+    lstm_gates_inplace,
+    lstm_step_backward,
+    lstm_step_forward,
+    sigmoid,
+)
 
 
 def _softmax_rows(e):
@@ -249,31 +255,38 @@ def attention_lstm_step_backward(dnext_h, dnext_c, dalpha, cache):
 
 
 class AttentionLSTMCache(NamedTuple):
-    """What `attention_lstm_backward` needs: the two all-steps projections' caches, and
-    for every step the arrays the recurrence's backward uses."""
+    """What `attention_lstm_backward` needs: the all-steps projections' caches, and for
+    every step the arrays the recurrence's backward uses."""
 
     word_proj: TemporalAffineCache  # x Wx + b, all steps at once
     feat_proj: TemporalAffineCache  # feats W_a + b_a, once per image
     feats: np.ndarray  # (N, L, D)
+    fz: np.ndarray  # (N, L, 4H): feats Wz, each location's pull on the gates
     W_cat: np.ndarray  # (H, A + 4H + 1): [W_h | Wh | W_beta], one product per step
     Wz: np.ndarray  # (D, 4H)
     w: np.ndarray  # (A,)
-    h_prev: np.ndarray  # (N, T, H): h_{t-1} of every step (h0 first)
-    c_prev: np.ndarray  # (N, T, H): c_{t-1} of every step (c0 first)
-    u: np.ndarray  # (N, T, L, A): attention tanh of every step
-    alphas: np.ndarray  # (N, T, L)
-    contexts: np.ndarray  # (N, T, D), ungated
-    beta: np.ndarray  # (N, T, 1)
-    gates: np.ndarray  # (N, T, 4H): i, f, o, g after their nonlinearities
-    tanh_c: np.ndarray  # (N, T, H)
+    h0: np.ndarray  # (N, H)
+    c0: np.ndarray  # (N, H)
+    # Time-major, every step's:
+    h: np.ndarray  # (T, N, H)
+    c: np.ndarray  # (T, N, H)
+    u: np.ndarray  # (T, N, L, A): attention tanh
+    alphas: np.ndarray  # (T, N, L)
+    zc: np.ndarray  # (T, N, 4H): context_t Wz, ungated
+    beta: np.ndarray  # (T, N, 1)
+    gates: np.ndarray  # (T, N, 4H): i, f, o, g after their nonlinearities
+    tanh_c: np.ndarray  # (T, N, H)
 
 
 def attention_lstm_forward(x, feats, h0, c0, Wx, Wh, Wz, b, W_a, b_a, W_h, w, W_beta, b_beta):
     """Runs the attention LSTM over whole sequences (teacher forcing).
 
-    Equal to `attention_lstm_step_forward` in a loop, with the word projection x Wx + b
-    and the annotation projection feats W_a + b_a done once for all steps, and the three
-    products of h_{t-1} (gates, attention, beta) done as one.
+    Equal to `attention_lstm_step_forward` in a loop, but everything that does not
+    depend on the recurrence is done once: the word projection x Wx + b for all steps,
+    the annotation projection feats W_a + b_a, and feats Wz. The last turns the context's
+    product z Wz = beta sum_l alpha_l (feats_l Wz) into a weighted sum of L precomputed
+    rows, so no step multiplies by the (D, 4H) matrix Wz. The three products of h_{t-1}
+    (gates, attention, beta) are one product with [W_h | Wh | W_beta].
 
     Args:
         x: word vectors of every step, shape (N, T, W).
@@ -293,45 +306,53 @@ def attention_lstm_forward(x, feats, h0, c0, Wx, Wh, Wz, b, W_a, b_a, W_h, w, W_
     dtype = np.result_type(x, feats, h0, Wh)
     a_x, word_cache = temporal_affine_forward(x, Wx, b)  # (N, T, 4H)
     proj, feat_cache = temporal_affine_forward(feats, W_a, b_a)  # (N, L, A), once
+    fz = feats @ Wz  # (N, L, 4H), once
     W_cat = np.concatenate((W_h, Wh, W_beta), axis=1)  # (H, A + 4H + 1)
-    h = np.empty((N, T, H), dtype)
-    h_prev = np.empty((N, T, H), dtype)
-    c_prev = np.empty((N, T, H), dtype)
-    u = np.empty((N, T, L, A), dtype)
-    alphas = np.empty((N, T, L), dtype)
-    contexts = np.empty((N, T, feats.shape[2]), dtype)
-    beta = np.empty((N, T, 1), dtype)
-    gates = np.empty((N, T, 4 * H), dtype)
-    tanh_c = np.empty((N, T, H), dtype)
+    # Per-step arrays are kept time-major (T, N, ...), so that every step reads and
+    # writes contiguous blocks; h and alphas are returned batch-major.
+    h = np.empty((T, N, H), dtype)
+    c = np.empty((T, N, H), dtype)
+    u = np.empty((T, N, L, A), dtype)
+    alphas = np.empty((T, N, L), dtype)
+    zc = np.empty((T, N, 4 * H), dtype)
+    beta = np.empty((T, N, 1), dtype)
+    gates = np.empty((T, N, 4 * H), dtype)
+    tanh_c = np.empty((T, N, H), dtype)
+    a_x = np.ascontiguousarray(a_x.transpose(1, 0, 2))  # (T, N, 4H)
+    hw = np.empty((N, A + 4 * H + 1), dtype)
     prev_h, prev_c = h0, c0
     for t in range(T):
-        h_prev[:, t], c_prev[:, t] = prev_h, prev_c
-        hw = prev_h @ W_cat  # (N, A + 4H + 1)
-        u_t = np.tanh(proj + hw[:, None, :A])  # (N, L, A)
-        alpha = _softmax_rows(u_t @ w)  # (N, L)
-        context = np.einsum("nl,nld->nd", alpha, feats)  # (N, D)
-        beta_t = sigmoid(hw[:, A + 4 * H:] + b_beta)  # (N, 1)
-        a = a_x[:, t] + hw[:, A:A + 4 * H] + (beta_t * context) @ Wz  # (N, 4H)
-        g = np.empty_like(a)
-        g[:, :3 * H] = sigmoid(a[:, :3 * H])
-        g[:, 3 * H:] = np.tanh(a[:, 3 * H:])
+        np.matmul(prev_h, W_cat, out=hw)  # (N, A + 4H + 1)
+        u_t = np.add(proj, hw[:, None, :A], out=u[t])  # (N, L, A)
+        np.tanh(u_t, out=u_t)
+        alpha = alphas[t]
+        alpha[...] = _softmax_rows(u_t @ w)  # (N, L)
+        zc_t = zc[t]
+        zc_t[...] = (alpha[:, None, :] @ fz)[:, 0]  # (N, 4H): context_t Wz
+        beta_t = beta[t]
+        beta_t[...] = sigmoid(hw[:, A + 4 * H:] + b_beta)  # (N, 1)
+        g = np.multiply(beta_t, zc_t, out=gates[t])  # (N, 4H) pre-activation
+        g += a_x[t]
+        g += hw[:, A:A + 4 * H]
+        lstm_gates_inplace(g)  # i, f, o = sigmoid, g = tanh
         i, f, o, gg = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
-        prev_c = f * prev_c + i * gg
-        tc = np.tanh(prev_c)
-        prev_h = o * tc
-        u[:, t], alphas[:, t], contexts[:, t], beta[:, t] = u_t, alpha, context, beta_t
-        gates[:, t], tanh_c[:, t], h[:, t] = g, tc, prev_h
-    cache = AttentionLSTMCache(word_cache, feat_cache, feats, W_cat, Wz, w, h_prev, c_prev, u,
-                               alphas, contexts, beta, gates, tanh_c)
+        c_t = np.multiply(i, gg, out=c[t])
+        c_t += f * prev_c
+        tc = np.tanh(c_t, out=tanh_c[t])
+        prev_h = np.multiply(o, tc, out=h[t])
+        prev_c = c_t
+    cache = AttentionLSTMCache(word_cache, feat_cache, feats, fz, W_cat, Wz, w, h0, c0, h, c,
+                               u, alphas, zc, beta, gates, tanh_c)
+    h, alphas = h.transpose(1, 0, 2).copy(), alphas.transpose(1, 0, 2).copy()  # batch-major
     return h, alphas, cache
 
 
 def attention_lstm_backward(dh, dalphas, cache):
     """Backpropagation through time for `attention_lstm_forward`.
 
-    Per step (the recurrence forces the loop): the LSTM gates' derivatives, then the
-    context's and beta's, then the attention's, which together give dh_{t-1}. Everything
-    summed over steps (weight gradients, dfeats) is one product after the loop.
+    Per step (the recurrence forces the loop): the LSTM gates' derivatives, then beta's
+    and the attention weights', then the attention's, which together give dh_{t-1}.
+    Everything summed over steps (weight gradients, dfeats) is one product after the loop.
 
     Args:
         dh: gradient w.r.t. every hidden state, shape (N, T, H).
@@ -342,63 +363,64 @@ def attention_lstm_backward(dh, dalphas, cache):
         (dx, dfeats, dh0, dc0, dWx, dWh, dWz, db, dW_a, db_a, dW_h, dw, dW_beta, db_beta),
         each of its argument's shape.
     """
-    (word_cache, feat_cache, feats, W_cat, Wz, w, h_prev, c_prev, u, alphas, contexts, beta,
+    (word_cache, feat_cache, feats, fz, W_cat, Wz, w, h0, c0, h, c, u, alphas, zc, beta,
      gates, tanh_c) = cache
     N, T, H = dh.shape
-    A = w.shape[0]
-    da_all = np.empty((N, T, 4 * H), dh.dtype)  # gate pre-activation gradients
-    dcat = np.empty((N, T, A + 4 * H + 1), dh.dtype)  # gradients of h_{t-1} W_cat
-    dz_all = np.empty((N, T, feats.shape[2]), dh.dtype)  # of z_t = beta context, for dWz
-    dcontexts = np.empty_like(dz_all)
-    dproj = np.zeros(u.shape[:1] + u.shape[2:], dh.dtype)  # (N, L, A)
-    de_all = np.empty(alphas.shape, dh.dtype)  # (N, T, L)
-    WzT, W_catT = Wz.T, W_cat.T
+    L, A = u.shape[2], w.shape[0]
+    dh = dh.transpose(1, 0, 2)  # (T, N, H), like the cache
+    if dalphas is not None:
+        dalphas = dalphas.transpose(1, 0, 2)  # (T, N, L)
+    da_all = np.empty((T, N, 4 * H), dh.dtype)  # gate pre-activation gradients
+    dcat = np.empty((T, N, A + 4 * H + 1), dh.dtype)  # gradients of h_{t-1} W_cat
+    dzc = np.empty((T, N, 4 * H), dh.dtype)  # of context_t Wz
+    dproj = np.zeros((N, L, A), dh.dtype)
+    de_all = np.empty(alphas.shape, dh.dtype)  # (T, N, L)
+    W_catT = np.ascontiguousarray(W_cat.T)
     dnext_h = np.zeros((N, H), dh.dtype)
     dnext_c = np.zeros((N, H), dh.dtype)
     for t in range(T - 1, -1, -1):
-        g = gates[:, t]
+        g = gates[t]
         i, f, o, gg = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
-        tc = tanh_c[:, t]
-        dh_t = dh[:, t] + dnext_h
+        tc = tanh_c[t]
+        c_prev = c[t - 1] if t > 0 else c0
+        dh_t = dh[t] + dnext_h
         dc = dnext_c + dh_t * o * (1 - tc * tc)  # (N, H)
-        da = da_all[:, t]
+        da = da_all[t]
         da[:, :H] = dc * gg * i * (1 - i)
-        da[:, H:2 * H] = dc * c_prev[:, t] * f * (1 - f)
+        da[:, H:2 * H] = dc * c_prev * f * (1 - f)
         da[:, 2 * H:3 * H] = dh_t * tc * o * (1 - o)
         da[:, 3 * H:] = dc * i * (1 - gg * gg)
         dnext_c = dc * f
-        # z = beta * context; a contains z Wz.
-        dz = da @ WzT  # (N, D)
-        dz_all[:, t] = dz
-        b_t = beta[:, t]  # (N, 1)
-        dbeta = (dz * contexts[:, t]).sum(axis=1, keepdims=True)
-        dcontext = dz * b_t
-        dcontexts[:, t] = dcontext
-        # Attention: context = sum_l alpha_l feats_l, alpha = softmax(u w), u = tanh(...).
-        alpha = alphas[:, t]
-        dalpha = np.einsum("nd,nld->nl", dcontext, feats)  # (N, L)
+        # The gates got beta * zc with zc = sum_l alpha_l fz_l.
+        b_t = beta[t]  # (N, 1)
+        dbeta = (da * zc[t]).sum(axis=1, keepdims=True)  # (N, 1)
+        dzc_t = np.multiply(da, b_t, out=dzc[t])  # (N, 4H)
+        dalpha = (fz @ dzc_t[:, :, None])[:, :, 0]  # (N, L): fz_l . dzc
         if dalphas is not None:
-            dalpha += dalphas[:, t]
-        de = alpha * (dalpha - (alpha * dalpha).sum(axis=1, keepdims=True))  # (N, L)
-        de_all[:, t] = de
-        u_t = u[:, t]
+            dalpha += dalphas[t]
+        # alpha = softmax(u w), u = tanh(proj + h W_h).
+        alpha = alphas[t]
+        de = de_all[t]
+        np.multiply(alpha, dalpha - (alpha * dalpha).sum(axis=1, keepdims=True), out=de)
+        u_t = u[t]
         ds = de[:, :, None] * w * (1 - u_t * u_t)  # (N, L, A)
         dproj += ds
-        dcat[:, t, :A] = ds.sum(axis=1)
-        dcat[:, t, A:A + 4 * H] = da
-        dcat[:, t, A + 4 * H:] = dbeta * b_t * (1 - b_t)
-        dnext_h = dcat[:, t] @ W_catT  # (N, H): gates, attention and beta together
+        dcat[t, :, :A] = ds.sum(axis=1)
+        dcat[t, :, A:A + 4 * H] = da
+        dcat[t, :, A + 4 * H:] = dbeta * b_t * (1 - b_t)
+        dnext_h = dcat[t] @ W_catT  # (N, H): gates, attention and beta together
     # Sums over steps, each one product.
-    dW_cat = h_prev.reshape(N * T, H).T @ dcat.reshape(N * T, -1)  # (H, A + 4H + 1)
+    h_prev = np.concatenate((h0[None], h[:-1]))  # (T, N, H)
+    dW_cat = h_prev.reshape(T * N, H).T @ dcat.reshape(T * N, -1)  # (H, A + 4H + 1)
     dW_h, dWh, dW_beta = dW_cat[:, :A], dW_cat[:, A:A + 4 * H], dW_cat[:, A + 4 * H:]
     db_beta = dcat[:, :, A + 4 * H:].sum(axis=(0, 1))  # (1,)
-    z = beta * contexts  # (N, T, D)
-    dWz = z.reshape(N * T, -1).T @ da_all.reshape(N * T, -1)  # (D, 4H)
-    dw = np.einsum("ntla,ntl->a", u, de_all)
-    dfeats = alphas.transpose(0, 2, 1) @ dcontexts  # (N, L, D): sum_t alpha_tl dcontext_t
+    dw = de_all.reshape(-1) @ u.reshape(-1, A)  # (A,): sum over t, n, l of de u
+    dfz = alphas.transpose(1, 2, 0) @ dzc.transpose(1, 0, 2)  # (N, L, 4H): sum_t alpha_tl dzc_t
+    D = feats.shape[2]
+    dWz = feats.reshape(N * L, D).T @ dfz.reshape(N * L, -1)  # (D, 4H)
     dfeats_proj, dW_a, db_a = temporal_affine_backward(dproj, feat_cache)
-    dfeats += dfeats_proj
-    dx, dWx, db = temporal_affine_backward(da_all, word_cache)
+    dfeats = dfz @ Wz.T + dfeats_proj  # (N, L, D)
+    dx, dWx, db = temporal_affine_backward(da_all.transpose(1, 0, 2), word_cache)
     return (dx, dfeats, dnext_h, dnext_c, dWx, dWh, dWz, db, dW_a, db_a, dW_h, dw,
             dW_beta, db_beta)
 
