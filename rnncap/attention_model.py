@@ -12,8 +12,8 @@
 It keeps CaptioningRNN's contract where it can: `params` is a plain dict read on every
 call, `loss(features, captions) -> (loss, grads)` with grads exactly like params, and
 `init_state()/step()` for rnncap.decode's greedy, sampling and beam search (the state is
-(h, c, feats, proj), every array with leading axis N, so a decoder may reorder it by
-fancy indexing). `attention_weights(features, tokens)` gives the (N, T, L) weights each
+(h, c, proj, fz), every array with leading axis N, so a decoder may reorder it by fancy
+indexing). `attention_weights(features, tokens)` gives the (N, T, L) weights each
 generated word was produced with, whichever decoder produced the tokens.
 
 Training runs every row of the batch for the batch's longest caption (padding steps cost
@@ -226,20 +226,22 @@ class AttentionCaptioner:
     # ------------------------------------------------------------------ decoding
 
     def init_state(self, features):
-        """The state before the first word: (h0, c0, feats, proj), leading axis N.
+        """The state before the first word: (h0, c0, proj, fz), leading axis N.
 
         Args:
             features: grid features, shape (N, L, D).
 
         Returns:
-            (h0 (N, H), c0 (N, H), feats (N, L, D), proj (N, L, A)); proj = feats W_a + b_a
-            is computed here once so that no step repeats it.
+            (h0 (N, H), c0 (N, H), proj (N, L, A), fz (N, L, 4H)): proj = feats W_a + b_a
+            and fz = feats Wz are computed here once, so that no step repeats them (a step
+            needs the features only through these two; see docs/attention.md).
         """
         features = self._check_features(features)
         p = self.params
         h0, c0, _ = attention_init_forward(features, p["W_h0"], p["b_h0"], p["W_c0"], p["b_c0"])
         proj = features @ p["W_a"] + p["b_a"]  # (N, L, A)
-        return (h0, c0, features, proj)
+        fz = features @ p["Wz"]  # (N, L, 4H)
+        return (h0, c0, proj, fz)
 
     def step(self, tokens, state):
         """Feeds one token per row; returns next-token log-probabilities and the new state.
@@ -272,7 +274,7 @@ class AttentionCaptioner:
 
     def _check_state(self, state):
         if not isinstance(state, tuple) or len(state) != 4:
-            raise ValueError("state must be the tuple (h, c, feats, proj) made by init_state(); got "
+            raise ValueError("state must be the tuple (h, c, proj, fz) made by init_state(); got "
                              f"{type(state).__name__} of length {len(state) if isinstance(state, tuple) else '?'}")
         N = state[0].shape[0]
         if any(s.shape[0] != N for s in state):
@@ -287,7 +289,7 @@ class AttentionCaptioner:
         if tokens.shape != (N,):
             raise ValueError(f"tokens must have shape ({N},) to match the state; got {tokens.shape}")
         self._check_ids("tokens", tokens)
-        h, c, feats, proj = state
+        h, c, proj, fz = state
         H, A = self.hidden_dim, self.attention_dim
         hw = h @ t["W_cat"]  # (N, A + 4H + 1)
         u = np.tanh(proj + hw[:, None, :A])  # (N, L, A)
@@ -295,14 +297,14 @@ class AttentionCaptioner:
         e -= e.max(axis=1, keepdims=True)
         alpha = np.exp(e)
         alpha /= alpha.sum(axis=1, keepdims=True)
-        context = np.einsum("nl,nld->nd", alpha, feats)  # (N, D)
-        context *= sigmoid(hw[:, A + 4 * H:] + t["b_beta"])  # z = beta context
+        zc = (alpha[:, None, :] @ fz)[:, 0]  # (N, 4H): context Wz = sum_l alpha_l fz_l
+        zc *= sigmoid(hw[:, A + 4 * H:] + t["b_beta"])  # z Wz = beta context Wz
         if t["table"] is not None:
             a = t["table"][tokens]  # (N, 4H), bias included
         else:
             a = t["W_embed"][tokens] @ t["Wx"] + t["b"]
         a += hw[:, A:A + 4 * H]
-        a += context @ t["Wz"]
+        a += zc
         gates = lstm_gates_inplace(a)
         i, f, o, g = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
         c_new = f * c
@@ -312,7 +314,7 @@ class AttentionCaptioner:
         scores = h_new @ t["W_vocab"]
         scores += t["b_vocab"]
         out = scores if logits else log_softmax(scores, axis=1, out=scores)
-        return out, (h_new, c_new, feats, proj), alpha
+        return out, (h_new, c_new, proj, fz), alpha
 
     def attention_weights(self, features, tokens):
         """The attention weights each given word was generated with.
