@@ -126,7 +126,7 @@ class TorchAttention:
         loss = t.nn.functional.cross_entropy(scores.reshape(N * T, -1), caps[:, 1:].reshape(-1),
                                              ignore_index=NULL, reduction="sum") / N
         loss.backward()
-        return float(loss), {k: v.grad.numpy() for k, v in p.items()}
+        return float(loss.detach()), {k: v.grad.numpy() for k, v in p.items()}
 
     def greedy(self, feats, steps, batch=500):
         t, p = self.torch, self.p

@@ -16,8 +16,9 @@ call, `loss(features, captions) -> (loss, grads)` with grads exactly like params
 indexing). `attention_weights(features, tokens)` gives the (N, T, L) weights each
 generated word was produced with, whichever decoder produced the tokens.
 
-Training runs every row of the batch for the batch's longest caption (padding steps cost
-compute but reach no loss); CaptioningRNN's packed batches are not used here.
+Training sorts the batch's rows longest caption first and runs step t on the rows whose
+caption is still going (`batch_sizes`, as rnncap.layers.packing lays them out), so no step
+computes a finished caption's padding.
 
 This module knows the layers and the vocabulary's special ids. It does not know files,
 checkpoints, optimizers, grid geometry or how captions are turned into text.
@@ -38,6 +39,7 @@ from rnncap.layers import (
     log_softmax,
     lstm_gates_inplace,
     masked_softmax_loss,
+    pack_layout,
     row_groups,
     sigmoid,
     temporal_affine_backward,
@@ -195,17 +197,21 @@ class AttentionCaptioner:
 
     def _loss(self, features, captions, divisor):
         p = self.params
-        mask = captions[:, 1:] != self._null  # (N, T)
-        # Steps after the batch's longest caption reach no loss: not computed at all.
-        T = int(np.flatnonzero(mask.any(axis=0))[-1]) + 1 if mask.any() else 1
-        captions_in, captions_out, mask = captions[:, :T], captions[:, 1:T + 1], mask[:, :T]
+        # Rows longest first; step t runs the batch_sizes[t] rows still going (the loss
+        # and the gradients are sums over rows, so their order does not matter).
+        layout = pack_layout(captions[:, 1:] != self._null)
+        features, captions = features[layout.order], captions[layout.order]
+        T = max(len(layout.batch_sizes), 1)
+        mask = captions[:, 1:T + 1] != self._null  # (N, T)
+        captions_in, captions_out = captions[:, :T], captions[:, 1:T + 1]
         N = features.shape[0]
         V = p["W_vocab"].shape[1]
 
         h0, c0, init_cache = attention_init_forward(features, p["W_h0"], p["b_h0"], p["W_c0"],
                                                     p["b_c0"])
         x, embed_cache = word_embedding_forward(captions_in, p["W_embed"])  # (N, T, W)
-        h, alphas, cache = attention_lstm_forward(x, features, h0, c0, *self._lstm_args(p))
+        h, alphas, cache = attention_lstm_forward(x, features, h0, c0, *self._lstm_args(p),
+                                                  batch_sizes=layout.batch_sizes if len(layout.batch_sizes) else None)
         scores, out_cache = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, T, V)
         loss, dscores = masked_softmax_loss(scores.reshape(N * T, V), captions_out.reshape(-1),
                                             mask.reshape(-1), divisor, overwrite_x=True)

@@ -276,9 +276,11 @@ class AttentionLSTMCache(NamedTuple):
     beta: np.ndarray  # (T, N, 1)
     gates: np.ndarray  # (T, N, 4H): i, f, o, g after their nonlinearities
     tanh_c: np.ndarray  # (T, N, H)
+    batch_sizes: list  # T ints: rows step t ran
 
 
-def attention_lstm_forward(x, feats, h0, c0, Wx, Wh, Wz, b, W_a, b_a, W_h, w, W_beta, b_beta):
+def attention_lstm_forward(x, feats, h0, c0, Wx, Wh, Wz, b, W_a, b_a, W_h, w, W_beta, b_beta,
+                           batch_sizes=None):
     """Runs the attention LSTM over whole sequences (teacher forcing).
 
     Equal to `attention_lstm_step_forward` in a loop, but everything that does not
@@ -295,12 +297,17 @@ def attention_lstm_forward(x, feats, h0, c0, Wx, Wh, Wz, b, W_a, b_a, W_h, w, W_
         Wx (W, 4H), Wh (H, 4H), Wz (D, 4H), b (4H,): the LSTM's weights.
         W_a (D, A), b_a (A,), W_h (H, A), w (A,): the attention's weights.
         W_beta (H, 1), b_beta (1,): the gate scalar's weights.
+        batch_sizes: optional (T,) non-increasing ints: step t runs only the first
+            batch_sizes[t] rows (the rows sorted longest caption first, as
+            rnncap.layers.packing does), so no step computes a finished caption's padding.
+            Default: every row at every step.
 
     Returns:
-        (h, alphas, cache): h (N, T, H), alphas (N, T, L) (each row sums to 1), and an
-        `AttentionLSTMCache`.
+        (h, alphas, cache): h (N, T, H), alphas (N, T, L) (each row sums to 1; rows of h
+        and alphas past batch_sizes[t] are 0), and an `AttentionLSTMCache`.
     """
     N, T, _ = x.shape
+    bs = [N] * T if batch_sizes is None else [int(n) for n in batch_sizes]
     L = feats.shape[1]
     H, A = Wh.shape[0], W_h.shape[1]
     dtype = np.result_type(x, feats, h0, Wh)
@@ -310,39 +317,41 @@ def attention_lstm_forward(x, feats, h0, c0, Wx, Wh, Wz, b, W_a, b_a, W_h, w, W_
     W_cat = np.concatenate((W_h, Wh, W_beta), axis=1)  # (H, A + 4H + 1)
     # Per-step arrays are kept time-major (T, N, ...), so that every step reads and
     # writes contiguous blocks; h and alphas are returned batch-major.
-    h = np.empty((T, N, H), dtype)
-    c = np.empty((T, N, H), dtype)
-    u = np.empty((T, N, L, A), dtype)
-    alphas = np.empty((T, N, L), dtype)
-    zc = np.empty((T, N, 4 * H), dtype)
-    beta = np.empty((T, N, 1), dtype)
-    gates = np.empty((T, N, 4 * H), dtype)
-    tanh_c = np.empty((T, N, H), dtype)
+    # Rows past batch_sizes[t] are never written by step t: zeros, so that the sums
+    # after the backward loop see nothing from them.
+    h = np.zeros((T, N, H), dtype)
+    c = np.zeros((T, N, H), dtype)
+    u = np.zeros((T, N, L, A), dtype)
+    alphas = np.zeros((T, N, L), dtype)
+    zc = np.zeros((T, N, 4 * H), dtype)
+    beta = np.zeros((T, N, 1), dtype)
+    gates = np.zeros((T, N, 4 * H), dtype)
+    tanh_c = np.zeros((T, N, H), dtype)
     a_x = np.ascontiguousarray(a_x.transpose(1, 0, 2))  # (T, N, 4H)
-    hw = np.empty((N, A + 4 * H + 1), dtype)
+    hw_buf = np.empty((N, A + 4 * H + 1), dtype)
     prev_h, prev_c = h0, c0
-    for t in range(T):
-        np.matmul(prev_h, W_cat, out=hw)  # (N, A + 4H + 1)
-        u_t = np.add(proj, hw[:, None, :A], out=u[t])  # (N, L, A)
+    for t, n in enumerate(bs):
+        hw = np.matmul(prev_h[:n], W_cat, out=hw_buf[:n])  # (n, A + 4H + 1)
+        u_t = np.add(proj[:n], hw[:, None, :A], out=u[t, :n])  # (n, L, A)
         np.tanh(u_t, out=u_t)
-        alpha = alphas[t]
-        alpha[...] = _softmax_rows(u_t @ w)  # (N, L)
-        zc_t = zc[t]
-        zc_t[...] = (alpha[:, None, :] @ fz)[:, 0]  # (N, 4H): context_t Wz
-        beta_t = beta[t]
-        beta_t[...] = sigmoid(hw[:, A + 4 * H:] + b_beta)  # (N, 1)
-        g = np.multiply(beta_t, zc_t, out=gates[t])  # (N, 4H) pre-activation
-        g += a_x[t]
+        alpha = alphas[t, :n]
+        alpha[...] = _softmax_rows(u_t @ w)  # (n, L)
+        zc_t = zc[t, :n]
+        zc_t[...] = (alpha[:, None, :] @ fz[:n])[:, 0]  # (n, 4H): context_t Wz
+        beta_t = beta[t, :n]
+        beta_t[...] = sigmoid(hw[:, A + 4 * H:] + b_beta)  # (n, 1)
+        g = np.multiply(beta_t, zc_t, out=gates[t, :n])  # (n, 4H) pre-activation
+        g += a_x[t, :n]
         g += hw[:, A:A + 4 * H]
         lstm_gates_inplace(g)  # i, f, o = sigmoid, g = tanh
         i, f, o, gg = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
-        c_t = np.multiply(i, gg, out=c[t])
-        c_t += f * prev_c
-        tc = np.tanh(c_t, out=tanh_c[t])
-        prev_h = np.multiply(o, tc, out=h[t])
+        c_t = np.multiply(i, gg, out=c[t, :n])
+        c_t += f * prev_c[:n]
+        tc = np.tanh(c_t, out=tanh_c[t, :n])
+        prev_h = np.multiply(o, tc, out=h[t, :n])
         prev_c = c_t
     cache = AttentionLSTMCache(word_cache, feat_cache, feats, fz, W_cat, Wz, w, h0, c0, h, c,
-                               u, alphas, zc, beta, gates, tanh_c)
+                               u, alphas, zc, beta, gates, tanh_c, bs)
     h, alphas = h.transpose(1, 0, 2).copy(), alphas.transpose(1, 0, 2).copy()  # batch-major
     return h, alphas, cache
 
@@ -364,51 +373,55 @@ def attention_lstm_backward(dh, dalphas, cache):
         each of its argument's shape.
     """
     (word_cache, feat_cache, feats, fz, W_cat, Wz, w, h0, c0, h, c, u, alphas, zc, beta,
-     gates, tanh_c) = cache
+     gates, tanh_c, bs) = cache
     N, T, H = dh.shape
     L, A = u.shape[2], w.shape[0]
     dh = dh.transpose(1, 0, 2)  # (T, N, H), like the cache
     if dalphas is not None:
         dalphas = dalphas.transpose(1, 0, 2)  # (T, N, L)
-    da_all = np.empty((T, N, 4 * H), dh.dtype)  # gate pre-activation gradients
-    dcat = np.empty((T, N, A + 4 * H + 1), dh.dtype)  # gradients of h_{t-1} W_cat
-    dzc = np.empty((T, N, 4 * H), dh.dtype)  # of context_t Wz
+    # Zeros: rows a step did not run get no gradient from it.
+    da_all = np.zeros((T, N, 4 * H), dh.dtype)  # gate pre-activation gradients
+    dcat = np.zeros((T, N, A + 4 * H + 1), dh.dtype)  # gradients of h_{t-1} W_cat
+    dzc = np.zeros((T, N, 4 * H), dh.dtype)  # of context_t Wz
     dproj = np.zeros((N, L, A), dh.dtype)
-    de_all = np.empty(alphas.shape, dh.dtype)  # (T, N, L)
+    de_all = np.zeros(alphas.shape, dh.dtype)  # (T, N, L)
     W_catT = np.ascontiguousarray(W_cat.T)
+    # Rows alive at t but not at t+1 ended at t: nothing flows back into them from later
+    # steps, and these buffers' rows past batch_sizes[t+1] are still 0 for them.
     dnext_h = np.zeros((N, H), dh.dtype)
     dnext_c = np.zeros((N, H), dh.dtype)
     for t in range(T - 1, -1, -1):
-        g = gates[t]
+        n = bs[t]
+        g = gates[t, :n]
         i, f, o, gg = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
-        tc = tanh_c[t]
-        c_prev = c[t - 1] if t > 0 else c0
-        dh_t = dh[t] + dnext_h
-        dc = dnext_c + dh_t * o * (1 - tc * tc)  # (N, H)
-        da = da_all[t]
+        tc = tanh_c[t, :n]
+        c_prev = c[t - 1, :n] if t > 0 else c0[:n]
+        dh_t = dh[t, :n] + dnext_h[:n]
+        dc = dnext_c[:n] + dh_t * o * (1 - tc * tc)  # (n, H)
+        da = da_all[t, :n]
         da[:, :H] = dc * gg * i * (1 - i)
         da[:, H:2 * H] = dc * c_prev * f * (1 - f)
         da[:, 2 * H:3 * H] = dh_t * tc * o * (1 - o)
         da[:, 3 * H:] = dc * i * (1 - gg * gg)
-        dnext_c = dc * f
+        np.multiply(dc, f, out=dnext_c[:n])
         # The gates got beta * zc with zc = sum_l alpha_l fz_l.
-        b_t = beta[t]  # (N, 1)
-        dbeta = (da * zc[t]).sum(axis=1, keepdims=True)  # (N, 1)
-        dzc_t = np.multiply(da, b_t, out=dzc[t])  # (N, 4H)
-        dalpha = (fz @ dzc_t[:, :, None])[:, :, 0]  # (N, L): fz_l . dzc
+        b_t = beta[t, :n]  # (n, 1)
+        dbeta = (da * zc[t, :n]).sum(axis=1, keepdims=True)  # (n, 1)
+        dzc_t = np.multiply(da, b_t, out=dzc[t, :n])  # (n, 4H)
+        dalpha = (fz[:n] @ dzc_t[:, :, None])[:, :, 0]  # (n, L): fz_l . dzc
         if dalphas is not None:
-            dalpha += dalphas[t]
+            dalpha += dalphas[t, :n]
         # alpha = softmax(u w), u = tanh(proj + h W_h).
-        alpha = alphas[t]
-        de = de_all[t]
+        alpha = alphas[t, :n]
+        de = de_all[t, :n]
         np.multiply(alpha, dalpha - (alpha * dalpha).sum(axis=1, keepdims=True), out=de)
-        u_t = u[t]
-        ds = de[:, :, None] * w * (1 - u_t * u_t)  # (N, L, A)
-        dproj += ds
-        dcat[t, :, :A] = ds.sum(axis=1)
-        dcat[t, :, A:A + 4 * H] = da
-        dcat[t, :, A + 4 * H:] = dbeta * b_t * (1 - b_t)
-        dnext_h = dcat[t] @ W_catT  # (N, H): gates, attention and beta together
+        u_t = u[t, :n]
+        ds = de[:, :, None] * w * (1 - u_t * u_t)  # (n, L, A)
+        dproj[:n] += ds
+        dcat[t, :n, :A] = ds.sum(axis=1)
+        dcat[t, :n, A:A + 4 * H] = da
+        dcat[t, :n, A + 4 * H:] = dbeta * b_t * (1 - b_t)
+        np.matmul(dcat[t, :n], W_catT, out=dnext_h[:n])  # (n, H): the three paths at once
     # Sums over steps, each one product.
     h_prev = np.concatenate((h0[None], h[:-1]))  # (T, N, H)
     dW_cat = h_prev.reshape(T * N, H).T @ dcat.reshape(T * N, -1)  # (H, A + 4H + 1)

@@ -233,3 +233,23 @@ def test_doubly_stochastic_gradient_matches_finite_differences():
 def test_sigmoid_used_for_beta_is_the_lstm_one():
     # beta shares rnncap.layers.lstm.sigmoid, stable for huge inputs.
     assert sigmoid(np.array([1e4]))[0] == 1.0
+
+
+def test_shrinking_batch_equals_full_batch_on_the_running_rows():
+    # Rows sorted longest first; step t runs batch_sizes[t] rows. On those rows the values
+    # and, with upstream gradients zero elsewhere, all gradients equal the full run's.
+    rng = np.random.default_rng(10)
+    args = _seq_args(rng)
+    batch_sizes = [3, 3, 2, 1]  # N = 3, T = 4
+    alive = np.arange(N)[:, None] < np.array(batch_sizes)[None, :]  # (N, T)
+    h_full, al_full, cache_full = attention_lstm_forward(*args)
+    h, al, cache = attention_lstm_forward(*args, batch_sizes=batch_sizes)
+    np.testing.assert_allclose(h[alive], h_full[alive], rtol=1e-13)
+    np.testing.assert_allclose(al[alive], al_full[alive], rtol=1e-13)
+    assert not h[~alive].any() and not al[~alive].any()
+    dh = rng.standard_normal(h.shape) * alive[:, :, None]
+    dal = rng.standard_normal(al.shape) * alive[:, :, None]
+    got = attention_lstm_backward(dh, dal, cache)
+    want = attention_lstm_backward(dh, dal, cache_full)
+    for k, (a, e) in enumerate(zip(got, want)):
+        assert rel_error(a, e) <= 1e-10, (k, rel_error(a, e))
