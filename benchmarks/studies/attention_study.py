@@ -19,8 +19,8 @@ extractor's 3x3 grid with position features (9 x 271).
     OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/studies/attention_study.py \
         --data /tmp/attention-study/cache/shapes --out /tmp/attention-study --epochs 5
 
-Writes OUT/attention_study.json (read by nothing else; docs/results.md quotes it), and with
---pictures a few test images' attention maps as PNG files.
+Writes OUT/attention_study.json; `attention_study.py --tables FILE.json...` prints the
+markdown tables docs/results.md quotes.
 """
 
 from __future__ import annotations
@@ -95,7 +95,50 @@ def score(model, vocab, data, method, attention):
     return result
 
 
+KINDS = ("one object", "one object with place", "list", "list with places", "relation", "count")
+
+
+def tables(paths):
+    """Markdown tables of one or more attention_study.json files (models merged)."""
+    results = {}
+    for path in paths:
+        results.update(json.loads(Path(path).read_text()))
+    lines = ["| model | epoch | train CPU s | method | truth | " + " | ".join(KINDS)
+             + " | 1-object images | 2-object images |",
+             "|---" * (7 + len(KINDS)) + "|"]
+    for name, r in results.items():
+        for e in r["epochs"]:
+            for method in ("greedy", "beam"):
+                t = e[method]["truth"]
+                kinds = [t["kind"].get(k) for k in KINDS]
+                cells = [f"{k['mean']:.3f} ({k['n']})" if k else "–" for k in kinds]
+                objs = [t["n_objects_image"].get(str(n)) for n in (1, 2)]
+                cells += [f"{o['mean']:.3f}" if o else "–" for o in objs]
+                lines.append(f"| {name} | {e['epoch']} | {e['train_cpu_s']:.0f} | "
+                             f"{'beam-3' if method == 'beam' else method} | "
+                             f"{t['all']['mean']:.3f} | " + " | ".join(cells) + " |")
+    print("\n".join(lines))
+    print()
+    lines = ["| epoch | method | precision, all words | share above 0.5 | 1-object images | "
+             "2-object images | " + " | ".join(KINDS) + " |", "|---" * (6 + len(KINDS)) + "|"]
+    for e in results.get("attention", {}).get("epochs", []):
+        for method in ("greedy", "beam"):
+            pr, ab = e[method]["precision"], e[method]["precision_above_half"]
+            objs = [pr["n_objects_image"].get(str(n)) for n in (1, 2)]
+            objs_ab = [ab["n_objects_image"].get(str(n)) for n in (1, 2)]
+            kinds = [pr["kind"].get(k) for k in KINDS]
+            lines.append(
+                f"| {e['epoch']} | {'beam-3' if method == 'beam' else method} | "
+                f"{pr['all']['mean']:.3f} ({pr['all']['n']} words) | {ab['all']['mean']:.3f} | "
+                + " | ".join(f"{o['mean']:.3f} ({a['mean']:.2f} > 0.5)" if o else "–"
+                             for o, a in zip(objs, objs_ab)) + " | "
+                + " | ".join(f"{k['mean']:.3f}" if k else "–" for k in kinds) + " |")
+    print("\n".join(lines))
+
+
 def main():
+    if sys.argv[1:2] == ["--tables"]:
+        return tables(sys.argv[2:])
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", required=True, help="shapes cache folder")
     p.add_argument("--out", required=True)
