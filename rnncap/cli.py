@@ -252,6 +252,12 @@ def _cmd_evaluate(args) -> int:
         raise FileNotFoundError(f"the checkpoint's data folder {config.data.path} does not exist; "
                                 f"pass --data PATH")
     data = load_run_data(config, progress=True)
+    got, want = data["train_features"].shape, r.model.input_dim
+    if got[-1] != want:
+        expected = f"(I, L, {want})" if len(got) == 3 else f"(I, {want})"
+        raise ValueError(f"{data.get('features_source', config.data.path)}: the checkpoint's model "
+                         f"needs features of shape {expected}; got (I, "
+                         + ", ".join(str(s) for s in got[1:]) + ")")
     if data["vocab"].idx_to_word != r.vocab.idx_to_word:
         raise ValueError(f"the vocabulary of {config.data.path} differs from the checkpoint's; "
                          f"evaluate on the data the model was trained on")

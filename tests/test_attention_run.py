@@ -148,3 +148,17 @@ def test_attention_flag_needs_an_attention_checkpoint(tiny_shapes, tiny_train_fl
     image = sorted((tiny_shapes / "images" / "test").glob("*.png"))[0]
     assert main(["caption", str(run), str(image), "--attention", str(tmp_path / "a.png")]) == 1
     assert "needs an attention model" in capsys.readouterr().err
+
+
+def test_evaluate_on_grid_features_of_another_size_names_the_file(trained, tiny_shapes, tmp_path,
+                                                                   capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_shapes, data)
+    n = len(json.loads((data / "dataset.json").read_text())["images"])
+    np.save(data / "features.npy", np.zeros((n, 4, 7), np.float32))
+    assert main(["evaluate", str(trained), "--data", str(data), "--no-meteor",
+                 "--out", str(tmp_path / "e.json")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert str(data / "features.npy") in err and "(I, L, 271)" in err and "got (I, 4, 7)" in err
