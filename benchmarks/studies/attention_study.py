@@ -95,7 +95,7 @@ def score(model, vocab, data, method, attention):
     return result
 
 
-KINDS = ("one object", "one object with place", "list", "list with places", "relation", "count")
+KINDS = ("one object", "one object with place", "list", "list with place", "relation", "count")
 
 
 def tables(paths):
