@@ -208,8 +208,10 @@ def _forward_chunk(w: Weights, x: np.ndarray, outputs: tuple) -> dict:
     for blk in w.blocks:
         y = h
         if blk.expand_w is not None:
-            y = relu6_(pointwise(y, blk.expand_w, blk.expand_b))  # (n, h, w, C_mid)
-        y = relu6_(depthwise_conv_same(y, blk.dw_w, blk.dw_b, blk.stride))  # (n, h/s, w/s, C_mid)
+            y = pointwise(y, blk.expand_w, blk.expand_b)  # (n, h, w, C_mid), ReLU6 below
+        # ReLU6 after the expansion is applied as the depthwise conv pads its input
+        y = depthwise_conv_same(y, blk.dw_w, blk.dw_b, blk.stride, relu6_in=blk.expand_w is not None,
+                                relu6_out=True)  # (n, h/s, w/s, C_mid)
         y = pointwise(y, blk.project_w, blk.project_b)  # (n, h/s, w/s, C_out): no ReLU here
         if blk.residual:
             y += h
@@ -237,7 +239,7 @@ class EfficientNetLite0:
             CPU caches; the 1x1 convolutions are still large matrix products.
     """
 
-    def __init__(self, path: str | None = None, *, sha256: str | None = WEIGHTS_SHA256, chunk: int = 4):
+    def __init__(self, path: str | None = None, *, sha256: str | None = WEIGHTS_SHA256, chunk: int = 2):
         self.weights = load_weights(path, sha256)
         self.chunk = int(chunk)
 
