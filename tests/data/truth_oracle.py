@@ -7,43 +7,48 @@ and a caption is true when it is one of them. It was written from the generator
 ``rnncap.data.truth``, so the two share no code and no parsing decisions; where they disagree,
 one of them is wrong (docs/truth-check.md lists what was found).
 
-The language (after the normalisation below) is the generator's templates with any phrase of a
-kind allowed in any slot of that kind:
+The language (after the normalisation below) is built from the generator's phrases and sentence
+frames: its noun phrases, places, relations and counts, in any frame the generator puts a phrase
+of that kind in, and the list items with or without a place:
 
     NP      a [small|large] [colour] shape  |  a [small|large] shape that is colour
     PLACE   any phrase of ``CELL_PHRASES`` (with or without "corner")
     REL     to the left of | to the right of | above | below
-    one object    NP  |  the image shows NP  |  there is NP PLACE  |  NP is PLACE  |  NP PLACE
-    relation      NP REL NP  |  NP is REL NP  |  there is NP REL NP
-    list          [the image shows] NP NP ... and NP                 (two or more NPs)
-    list+places   NP PLACE NP PLACE ... and NP PLACE                 (two or more)
-    count         there is one shape in the image  |  there are N shapes in the image
-                  |  the image shows N shapes  |  there are N circles  |  N red shapes
+    ITEM    NP [PLACE]
+    BODY    ITEM  |  NP REL NP  |  ITEM ITEM ... and ITEM          (a list: two or more items)
+    caption [there is | the image shows] BODY  |  NP is PLACE  |  NP is REL NP  |  COUNT
+    COUNT   there is one shape [in the image]
+            |  there are Q [in the image]  |  the image shows Q  |  Q
+    Q       N shapes  |  N circles (squares, triangles)  |  N red (...) shapes     N: two .. nine
 
 What is true:
 - an NP is true of an object when every attribute it names is the object's (a missing size or
   colour claims nothing);
 - a caption with one NP claims that such an object exists (not that it is the only one);
-- a relation or a list claims *distinct* objects, one per NP; a relation compares grid cells
-  exactly as ``shapes.relation_holds`` does (columns for left/right, rows for above/below);
+- a relation or a list claims *distinct* objects, one per NP (a list need not name them all);
+  a relation compares grid cells exactly as ``shapes.relation_holds`` does (columns for
+  left/right, rows for above/below);
 - a place names exactly one cell ("at the top" is the top-middle cell, "on the left" the
   middle-left one), as ``CELL_PHRASES`` defines;
 - a count is exact: "there are two shapes" needs exactly two objects, "there are two circles"
   exactly two circles, "two red shapes" exactly two red objects; "there is one shape in the
-  image" exactly one object.
+  image" exactly one object; "in the image" adds nothing.
 
-Normalisation (words that change nothing in the meaning): lower case; punctuation dropped
-(the generator's commas are not tokens either); the synonyms big/large, little/small,
-violet/purple, picture/image, object/shape, objects/shapes; "an" read as "a" (a wrong article is
-a slip of grammar, not a false claim).
+Normalisation (words that change nothing in the meaning): the decoder's markers <START>, <END>,
+<NULL> dropped; lower case; punctuation dropped (the generator's commas are not tokens either);
+the synonyms big/large, little/small, violet/purple, picture/image, object/shape,
+objects/shapes; "an" read as "a" (a wrong article is a slip of grammar, not a false claim).
 
 Everything else is *not true*: words the language lacks (``<UNK>`` included), repeated or
-reordered words ("a red red circle", "a red large circle"), a caption cut short by the decoding
-limit, "there is" + NP with nothing after it, or a count of one with a plural noun. A caption is
-only counted true when its meaning is the one the dataset's own language gives it.
+reordered words ("a red red circle", "a red large circle"), a missing word ("a red circle a blue
+square"), a doubled frame ("there is a red circle is above ..."), a caption cut inside a phrase
+("... in the bottom"), agreement slips ("there is two shapes"), other determiners ("the red
+circle", "one red circle"), clauses joined by "and" ("a red circle is on the left and a blue
+square is on the right"). Each of these could be read as something true only by guessing what
+was meant; the oracle never guesses.
 
-This module does NOT know vocabularies, models or files. It enumerates lists of up to three
-objects only (more would be thousands of orderings), so it refuses scenes with more than three
+This module does NOT know vocabularies, models or files. It enumerates every list of up to three
+objects (more would be millions of sentences), so it refuses scenes with more than three
 objects; the default data and the demo have at most two.
 """
 
@@ -61,7 +66,13 @@ SYNONYMS = {"big": "large", "little": "small", "violet": "purple", "picture": "i
 
 
 def normalise(caption: str) -> str:
-    """Lower case, words only (letters and digits), synonyms mapped to one word."""
+    """Lower case, words only (letters and digits), synonyms mapped to one word.
+
+    The decoder's markers <START>, <END> and <NULL> are dropped first; any other <...> token
+    stays (as a word the language lacks).
+    """
+    for marker in ("<START>", "<END>", "<NULL>"):
+        caption = caption.replace(marker, " ")
     words = re.findall(r"[a-z0-9]+", caption.lower())
     return " ".join(SYNONYMS.get(w, w) for w in words)
 
@@ -82,19 +93,20 @@ def places(o: dict) -> tuple[str, ...]:
 
 def _true_counts(objects: list[dict]) -> set[str]:
     k = len(objects)
-    out = set()
     if k == 1:
-        out.add("there is one shape in the image")
-    else:
-        out |= {f"there are {NUMBERS[k]} shapes in the image", f"the image shows {NUMBERS[k]} shapes"}
+        return {"there is one shape", "there is one shape in the image"}
+    quantities = {f"{NUMBERS[k]} shapes"}
     for shape in SHAPES:
         n = sum(o["shape"] == shape for o in objects)
         if n >= 2:
-            out.add(f"there are {NUMBERS[n]} {shape}s")
+            quantities.add(f"{NUMBERS[n]} {shape}s")
     for colour in COLOURS:
         n = sum(o["colour"] == colour for o in objects)
         if n >= 2:
-            out.add(f"{NUMBERS[n]} {colour} shapes")
+            quantities.add(f"{NUMBERS[n]} {colour} shapes")
+    out = set()
+    for q in quantities:
+        out |= {f"there are {q}", f"there are {q} in the image", f"the image shows {q}", q}
     return out
 
 
@@ -107,28 +119,29 @@ def true_sentences(objects: list[dict]) -> set[str]:
     if not 1 <= len(objects) <= MAX_OBJECTS:
         raise ValueError(f"the oracle handles 1..{MAX_OBJECTS} objects, got {len(objects)}")
     out = _true_counts(objects)
+    bodies = set()
     for o in objects:
         for np_ in noun_phrases(o):
-            out |= {np_, f"the image shows {np_}"}
+            bodies.add(np_)
             for p in places(o):
-                out |= {f"there is {np_} {p}", f"{np_} is {p}", f"{np_} {p}"}
+                bodies.add(f"{np_} {p}")
+                out.add(f"{np_} is {p}")
     for a, b in itertools.permutations(objects, 2):
         for rel in RELATIONS:
             if not relation_holds(rel, a, b):
                 continue
             for na in noun_phrases(a):
                 for nb in noun_phrases(b):
-                    out |= {f"{na} {rel} {nb}", f"{na} is {rel} {nb}",
-                            f"there is {na} {rel} {nb}"}
+                    bodies.add(f"{na} {rel} {nb}")
+                    out.add(f"{na} is {rel} {nb}")
     for k in range(2, len(objects) + 1):
         for group in itertools.permutations(objects, k):
-            for nps in itertools.product(*(noun_phrases(o) for o in group)):
-                text = _join(list(nps))
-                out |= {text, f"the image shows {text}"}
-            with_places = [[f"{np_} {p}" for np_ in noun_phrases(o) for p in places(o)]
-                           for o in group]
-            for parts in itertools.product(*with_places):
-                out.add(_join(list(parts)))
+            items = [noun_phrases(o) + [f"{np_} {p}" for np_ in noun_phrases(o) for p in places(o)]
+                     for o in group]
+            for parts in itertools.product(*items):
+                bodies.add(_join(list(parts)))
+    for body in bodies:
+        out |= {body, f"there is {body}", f"the image shows {body}"}
     return out
 
 
@@ -182,7 +195,8 @@ def word_substitutions(caption: str) -> list[tuple[str, str]]:
             if f" {phrase} " in f" {text} ":
                 for new in options:
                     if new != phrase and not new.startswith(phrase) and not phrase.startswith(new):
-                        out.append((kind, f" {text} ".replace(f" {phrase} ", f" {new} ", 1).strip()))
+                        changed = f" {text} ".replace(f" {phrase} ", f" {new} ", 1)
+                        out.append((kind, changed.strip()))
     return [(kind, c.replace(" ,", ",")) for kind, c in out]
 
 
