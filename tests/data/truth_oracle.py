@@ -4,8 +4,9 @@
 way round: it *generates* every sentence of the shapes captions' language that is true of a scene,
 and a caption is true when it is one of them. It was written from the generator
 (``rnncap.data.shapes``: its templates and word lists) and docs/data.md, without reading
-``rnncap.data.truth``, so the two share no code and no parsing decisions; where they disagree,
-one of them is wrong (docs/truth-check.md lists what was found).
+``rnncap.data.truth``, so the two share no code; where they disagree, one of them is wrong. The
+language both accept was settled during the audit (docs/truth-check.md says how, and what the
+disagreements were).
 
 The language (after the normalisation below) is built from the generator's phrases and sentence
 frames: its noun phrases, places, relations and counts, in any frame the generator puts a phrase
