@@ -18,7 +18,10 @@ pretrained network and no dependency beyond NumPy and Pillow:
 The same pooled cells also make a *grid* for attention models (``grid``):
 one vector per cell, (N, grid*grid, 4K + 2*grid + grid*grid): the cell's
 pooled responses, standardised per channel (mean and scale fitted on the
-training split like the PCA), followed by one-hot row, column and cell
+training split like the PCA) and divided by sqrt(4K), so that a cell's
+vector has a norm of about 1 (an attention layer's tanh then starts in its
+linear range; at norm ~sqrt(4K) it saturated and never learned where the
+objects are, see docs/results.md), followed by one-hot row, column and cell
 position features. With grid = 3 the cells are the 3x3 layout the shapes
 generator places its objects in.
 
@@ -328,7 +331,8 @@ class RandomConvExtractor:
         cells = raw.reshape(raw.shape[0] * L, -1)  # (N L, 4K)
         self.grid_mean = cells.mean(axis=0, dtype=np.float64).astype(np.float32)
         std = cells.std(axis=0, dtype=np.float64)
-        self.grid_scale = (1 / np.maximum(std, 1e-6)).astype(np.float32)
+        # Standardised, then / sqrt(4K): cell vectors of norm ~1 (see the module docstring).
+        self.grid_scale = (1 / (np.maximum(std, 1e-6) * np.sqrt(cells.shape[1]))).astype(np.float32)
         return self
 
     def transform(self, raw):
@@ -436,7 +440,7 @@ def fit_extract_files(extractor, split_paths, fit_split="train", batch_size=256,
 
 #: Part of every cache folder's name hash: a folder written with another layout (e.g.
 #: without the grid files) is never read as this one.
-CACHE_LAYOUT = 2
+CACHE_LAYOUT = 3
 
 
 def cached_split_features(cache_root, split_paths, *, key="", name="randconv", options=None,
