@@ -91,6 +91,7 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": 'seed of the model initialisation and the minibatch order'})
     val_images: int = field(default=200, metadata={"help": 'fixed subset of val images decoded and scored after every epoch; 0: none'})
     keep_checkpoints: int = field(default=2, metadata={"help": 'epoch checkpoints kept in the run folder'})
+    row_groups: int | None = field(default=None, metadata={"help": 'split every batch into this many row groups whose gradients are computed on threads and summed; the rounding depends on it, so a resumed run keeps its own; default: the thread count when the run starts'})
 
     def __post_init__(self):
         _choice("train.update_rule", self.update_rule, UPDATE_RULES)
@@ -100,6 +101,7 @@ class TrainConfig:
         _positive("train.num_epochs", self.num_epochs)
         _positive("train.grad_clip", self.grad_clip, allow_none=True)
         _positive("train.keep_checkpoints", self.keep_checkpoints)
+        _positive("train.row_groups", self.row_groups, allow_none=True)
         if self.val_images < 0:
             raise ConfigError(f"train.val_images must be >= 0, got {self.val_images}")
 

@@ -31,6 +31,7 @@ from rnncap.checkpoint import (CheckpointError, pack, read_checkpoint, save_to_r
                                write_text_atomic)
 from rnncap.config import RunConfig, from_dict, to_dict
 from rnncap.evaluate import DecodeOptions, evaluate_split
+from rnncap.parallel import get_threads
 
 __all__ = ["TrainingError", "Restored", "train", "restore", "load_run_data", "say"]
 
@@ -148,6 +149,8 @@ def _prepare(config: RunConfig | None, run_dir: Path, resume: bool,
                            "config", base=config)
     if num_epochs is not None:
         config = from_dict(RunConfig, {"train": {"num_epochs": num_epochs}}, "num_epochs", base=config)
+    if config.train.row_groups is None:  # fixed for the whole run, resumes included
+        config = from_dict(RunConfig, {"train": {"row_groups": get_threads()}}, "threads", base=config)
     return config, restored
 
 
@@ -187,7 +190,8 @@ class _Trainer:
             self.model, self.data, update_rule=tc.update_rule,
             optim_config={"learning_rate": tc.learning_rate}, lr_decay=tc.lr_decay,
             batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False, progress=progress,
-            seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[self.on_epoch_end], **hooks)
+            seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[self.on_epoch_end],
+            loss_fn=self.model.fast_loss, row_groups=tc.row_groups, **hooks)
         if state is not None:
             solver.load_state_dict(state)
             # this epoch's mean loss covers its iterations from before the interruption too
