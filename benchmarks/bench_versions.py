@@ -14,7 +14,8 @@ one thread, CPU time is the compute cost that busy neighbours change least. The 
 Items, at CS231n's full size (N = 100 captions of 17 tokens, V = 1004, W = 256,
 H = 512, D = 512, float32), rnn and lstm:
 
-* train: one `CaptioningRNN.loss(features, captions)` (forward, loss, every gradient);
+* train: one call of the loss the trainer runs (`CaptioningRNN.fast_loss` where the tree
+  has it, else `loss`): forward, loss, every gradient;
 * greedy, beam: `rnncap.evaluate.decode_features` on `--images` images, 16 steps
   (what `rnncap caption` and `rnncap evaluate` run), beam size 5.
 
@@ -67,7 +68,8 @@ def _worker(threads: int, images: int) -> None:
         req = json.loads(line)
         model = models[req["cell"]]
         if req["item"] == "train":
-            call = lambda: model.loss(features, captions)[0]  # noqa: E731
+            loss = getattr(model, "fast_loss", model.loss)  # the loss the trainer runs
+            call = lambda: loss(features, captions)[0]  # noqa: E731
         else:
             options = DecodeOptions(req["item"], beam_size=5, max_length=T - 1)
             call = lambda: decode_features(model, image_features, options)  # noqa: E731

@@ -10,7 +10,8 @@ The model defaults are CS231n's (`CaptioningRNN`'s own defaults); :data:`DEMO` i
 `rnncap demo` job uses on the built-in shapes dataset.
 
 This module knows field names, types and defaults. It does not know how a model is built, how data
-is read or how training runs.
+is read or how training runs; the lists of choices (formats, levels, cells, dtypes, update rules,
+decoding methods) come from the modules that implement them.
 """
 
 from __future__ import annotations
@@ -23,17 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Each choice list is defined where its choices are implemented, and only named here.
+from rnncap.data import FORMATS
+from rnncap.data.vocab import LEVELS
+from rnncap.evaluate import METHODS
+from rnncap.model import CELL_TYPES as CELLS
+from rnncap.model import DTYPES
+from rnncap.optim import UPDATE_RULES
+
 __all__ = [
     "ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "DEMO",
     "from_dict", "to_dict", "load_config", "with_overrides",
 ]
-
-FORMATS = ("cs231n", "karpathy", "coco", "shapes")
-CELLS = ("rnn", "lstm")
-UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
-DTYPES = ("float32", "float64")
-LEVELS = ("word", "char")
-METHODS = ("greedy", "beam")
 
 
 class ConfigError(ValueError):

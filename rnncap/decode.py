@@ -283,9 +283,10 @@ def _top_per_row(x, c):
         return np.broadcast_to(np.arange(v), (M, v))
     part = np.argpartition(x, v - c, axis=1)[:, v - c:]  # (M, c), any of several equal entries
     cut = np.take_along_axis(x, part, axis=1).min(axis=1, keepdims=True)  # (M, 1)
-    tied = np.flatnonzero(np.count_nonzero(x >= cut, axis=1) > c)  # more entries than room
-    for r in tied:  # rare: exact ties at the cut
-        part[r] = np.argsort(-x[r], kind="stable")[:c]
+    at_least = x >= cut  # (M, V): exactly c per row unless entries tie at the cut
+    if np.count_nonzero(at_least) > M * c:  # rare; one total count is cheap, per row is not
+        for r in np.flatnonzero(np.count_nonzero(at_least, axis=1) > c):
+            part[r] = np.argsort(-x[r], kind="stable")[:c]
     return part
 
 

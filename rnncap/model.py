@@ -38,7 +38,6 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from rnncap.config import CELLS
 from rnncap.fast import (
     add_to_every_step,
     lstm_cell,
@@ -70,7 +69,8 @@ from rnncap.layers import (
     word_embedding_forward,
 )
 
-CELL_TYPES = CELLS
+CELL_TYPES = ("rnn", "lstm")
+DTYPES = ("float32", "float64")
 _GATES = {"rnn": 1, "lstm": 4}
 _SEQUENCE = {"rnn": (rnn_forward, rnn_backward), "lstm": (lstm_forward, lstm_backward)}
 _PACKED = {
@@ -85,7 +85,7 @@ def _as_float_dtype(dtype):
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+    if dt is None or dt.name not in DTYPES:
         raise ValueError(f"dtype must be float32 or float64 (a numpy type or its name); got {dtype!r}")
     return dt
 
