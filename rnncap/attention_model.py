@@ -30,6 +30,7 @@ import math
 
 import numpy as np
 
+from rnncap.fast import masked_softmax_loss, pack_layout
 from rnncap.layers import (
     attention_init_backward,
     attention_init_forward,
@@ -37,18 +38,17 @@ from rnncap.layers import (
     attention_lstm_forward,
     doubly_stochastic_loss,
     log_softmax,
-    lstm_gates_inplace,
-    masked_softmax_loss,
-    pack_layout,
-    row_groups,
     sigmoid,
     temporal_affine_backward,
     temporal_affine_forward,
     word_embedding_backward,
     word_embedding_forward,
 )
+from rnncap.layers.attention import gates_inplace
 from rnncap.model import _as_float_dtype, _check_vocabulary, _positive_int
-from rnncap.parallel import get_threads, map_threads
+
+#: What `model.kind` in a run's config may name: CaptioningRNN ('rnn') or this model.
+MODEL_KINDS = ("rnn", "attention")
 
 #: The order of the parameters (and of `params`' keys).
 PARAM_NAMES = ("W_embed", "W_h0", "b_h0", "W_c0", "b_c0", "W_a", "b_a", "W_h", "w_att",
@@ -165,8 +165,8 @@ class AttentionCaptioner:
         """Training loss and gradients for a minibatch (teacher forcing).
 
         Cross-entropy summed over non-<NULL> targets, plus the doubly stochastic penalty
-        if enabled, all divided by N. With `rnncap.parallel.set_threads(n)`, n > 1, the
-        rows are split into n groups computed on n threads and summed.
+        if enabled, all divided by N (a mean over rows, so the solver's row groups,
+        rnncap.parallel.data_parallel, can split a batch over threads).
 
         Args:
             features: grid features, shape (N, L, D).
@@ -178,18 +178,7 @@ class AttentionCaptioner:
         """
         features = self._check_features(features)
         captions = self._check_captions(captions, features.shape[0])
-        N = features.shape[0]
-        if get_threads() == 1 or N < 2:
-            return self._loss(features, captions, N)
-        groups = row_groups(captions[:, 1:] != self._null, get_threads())
-        parts = map_threads(lambda rows: self._loss(features[rows], captions[rows], N), groups,
-                            len(groups))
-        loss, grads = parts[0]
-        for part_loss, part_grads in parts[1:]:
-            loss += part_loss
-            for k in grads:
-                grads[k] += part_grads[k]
-        return loss, grads
+        return self._loss(features, captions, features.shape[0])
 
     def _lstm_args(self, p):
         return (p["Wx"], p["Wh"], p["Wz"], p["b"], p["W_a"], p["b_a"], p["W_h"], p["w_att"],
@@ -311,7 +300,7 @@ class AttentionCaptioner:
             a = t["W_embed"][tokens] @ t["Wx"] + t["b"]
         a += hw[:, A:A + 4 * H]
         a += zc
-        gates = lstm_gates_inplace(a)
+        gates = gates_inplace(a)
         i, f, o, g = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
         c_new = f * c
         c_new += i * g

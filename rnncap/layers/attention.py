@@ -43,13 +43,23 @@ from rnncap.layers.affine import (
     temporal_affine_backward,
     temporal_affine_forward,
 )
-from rnncap.layers.lstm import (
-    LSTMStepCache,
-    lstm_gates_inplace,
-    lstm_step_backward,
-    lstm_step_forward,
-    sigmoid,
-)
+from rnncap.layers.lstm import LSTMStepCache, lstm_step_backward, lstm_step_forward, sigmoid
+
+
+def gates_inplace(a):
+    """In place: LSTM pre-activations (n, 4H) -> i, f, o = sigmoid, g = tanh.
+
+    The sigmoid as 0.5 + 0.5 tanh(x / 2), equal to 1 / (1 + e^-x) and unable to overflow:
+    four in-place passes and no temporaries, for the loops over time.
+    """
+    H = a.shape[1] // 4
+    s = a[:, : 3 * H]
+    s *= 0.5
+    np.tanh(s, out=s)
+    s *= 0.5
+    s += 0.5
+    np.tanh(a[:, 3 * H :], out=a[:, 3 * H :])
+    return a
 
 
 def _softmax_rows(e):
@@ -343,7 +353,7 @@ def attention_lstm_forward(x, feats, h0, c0, Wx, Wh, Wz, b, W_a, b_a, W_h, w, W_
         g = np.multiply(beta_t, zc_t, out=gates[t, :n])  # (n, 4H) pre-activation
         g += a_x[t, :n]
         g += hw[:, A:A + 4 * H]
-        lstm_gates_inplace(g)  # i, f, o = sigmoid, g = tanh
+        gates_inplace(g)  # i, f, o = sigmoid, g = tanh
         i, f, o, gg = g[:, :H], g[:, H:2 * H], g[:, 2 * H:3 * H], g[:, 3 * H:]
         c_t = np.multiply(i, gg, out=c[t, :n])
         c_t += f * prev_c[:n]
