@@ -99,10 +99,13 @@ KINDS = ("one object", "one object with place", "list", "list with place", "rela
 
 
 def tables(paths):
-    """Markdown tables of one or more attention_study.json files (models merged)."""
+    """Markdown tables of attention_study.json files; an argument LABEL=PATH renames the
+    models of that file to LABEL (for two runs of the same model)."""
     results = {}
-    for path in paths:
-        results.update(json.loads(Path(path).read_text()))
+    for arg in paths:
+        label, _, path = arg.rpartition("=")
+        for name, r in json.loads(Path(path).read_text()).items():
+            results[label or name] = r
     lines = ["| model | epoch | train CPU s | method | truth | " + " | ".join(KINDS)
              + " | 1-object images | 2-object images |",
              "|---" * (7 + len(KINDS)) + "|"]
@@ -119,16 +122,17 @@ def tables(paths):
                              f"{t['all']['mean']:.3f} | " + " | ".join(cells) + " |")
     print("\n".join(lines))
     print()
-    lines = ["| epoch | method | precision, all words | share above 0.5 | 1-object images | "
-             "2-object images | " + " | ".join(KINDS) + " |", "|---" * (6 + len(KINDS)) + "|"]
-    for e in results.get("attention", {}).get("epochs", []):
+    lines = ["| model | epoch | method | precision, all words | share above 0.5 | 1-object images | "
+             "2-object images | " + " | ".join(KINDS) + " |", "|---" * (7 + len(KINDS)) + "|"]
+    rows = [(name, e) for name, r in results.items() for e in r["epochs"] if "precision" in e["greedy"]]
+    for name, e in rows:
         for method in ("greedy", "beam"):
             pr, ab = e[method]["precision"], e[method]["precision_above_half"]
             objs = [pr["n_objects_image"].get(str(n)) for n in (1, 2)]
             objs_ab = [ab["n_objects_image"].get(str(n)) for n in (1, 2)]
             kinds = [pr["kind"].get(k) for k in KINDS]
             lines.append(
-                f"| {e['epoch']} | {'beam-3' if method == 'beam' else method} | "
+                f"| {name} | {e['epoch']} | {'beam-3' if method == 'beam' else method} | "
                 f"{pr['all']['mean']:.3f} ({pr['all']['n']} words) | {ab['all']['mean']:.3f} | "
                 + " | ".join(f"{o['mean']:.3f} ({a['mean']:.2f} > 0.5)" if o else "–"
                              for o, a in zip(objs, objs_ab)) + " | "
