@@ -80,7 +80,7 @@ def read_mat_features(path, key="feats"):
         raise ValueError(f"{path}: not a readable MATLAB .mat file ({e})") from None
     if key not in mat:
         raise ValueError(f"{path}: missing variable '{key}' (has: "
-                         f"{sorted(k for k in mat if not k.startswith('__'))})")
+                         f"{sorted(name for name, _, _ in scipy.io.whosmat(path))})")
     a = mat[key]
     if a.ndim != 2:
         raise ValueError(f"{path}: '{key}' must be 2-D (D, I), got shape {a.shape}")
