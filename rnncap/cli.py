@@ -6,6 +6,7 @@
     rnncap evaluate CHECKPOINT --split val|test [--method greedy|beam]
     rnncap report RUN_DIR
     rnncap serve CHECKPOINT_OR_RUN [--host 127.0.0.1] [--port 8000]
+    rnncap classify IMAGE... [--json]  ImageNet top-5 with the pretrained backbone
     rnncap features DATASET [--extractor NAME] [--grid] [--dtype float16|float32] [--workers N]
 
 Training flags are made from the fields of :mod:`rnncap.config`, so every hyperparameter has a flag
@@ -140,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest upload accepted, in MiB; bigger ones get 413 (default: 10)")
     s.add_argument("--max-pixels", type=int, default=40_000_000,
                    help="largest picture accepted, width x height; bigger ones get 400 (default: 40000000)")
+
+    k = sub.add_parser("classify", help="ImageNet top-5 of image files (the pretrained backbone)",
+                       description="Classify image files with the pretrained EfficientNet-Lite0 "
+                                   "backbone: the ImageNet classes it finds most probable.")
+    k.add_argument("images", nargs="+", help="image files")
+    k.add_argument("--top", type=int, default=5, help="how many classes per image")
+    k.add_argument("--json", action="store_true",
+                   help="print one JSON line per image: labels and probabilities, best first")
     from rnncap import cli_features
 
     cli_features.add_parser(sub)
@@ -253,6 +262,21 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_classify(args) -> int:
+    from rnncap.vision.imagenet import classify_files
+
+    results = classify_files(args.images, k=args.top)
+    for name, top in zip(args.images, results):
+        if args.json:
+            print(json.dumps({"image": name, "labels": [n for n, _ in top],
+                              "probabilities": [round(p, 6) for _, p in top]}))
+        else:
+            print(name)
+            for label, p in top:
+                print(f"  {p:7.2%}  {label}")
+    return 0
+
+
 def _cmd_report(args) -> int:
     from rnncap.report import write_report
 
@@ -359,7 +383,7 @@ def _cmd_serve(args) -> int:
 
 _COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "caption": _cmd_caption,
              "evaluate": _cmd_evaluate, "report": _cmd_report, "serve": _cmd_serve,
-             "features": _cmd_features}
+             "classify": _cmd_classify, "features": _cmd_features}
 
 
 def main(argv: list[str] | None = None) -> int:

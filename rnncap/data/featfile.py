@@ -50,13 +50,16 @@ def fingerprint(spec, arrays):
 def describe(spec, arrays):
     """Provenance attributes of an extractor: backbone name, preprocessing, weights hash, fingerprint.
 
-    ``weights_sha256`` is the spec's own (a pretrained backbone names the file its weights came
-    from); an extractor whose arrays are its weights (the built-in one) gets the fingerprint.
+    ``weights_sha256`` is the spec's own (a pretrained backbone's spec names the SHA-256 of the
+    weights file in its package); an extractor whose arrays are its weights (the built-in one)
+    gets the fingerprint.
     """
     fp = fingerprint(spec, arrays)
     prep = spec.get("preprocessing", spec.get("options", {}))
+    weights = spec.get("weights")
+    sha = weights.get("sha256", fp) if isinstance(weights, dict) else fp
     return {"backbone": str(spec.get("name")), "preprocessing": json.dumps(prep, sort_keys=True),
-            "weights_sha256": str(spec.get("weights_sha256", fp)), "fingerprint": fp}
+            "weights_sha256": str(sha), "fingerprint": fp}
 
 
 def _h5py():

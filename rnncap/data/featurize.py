@@ -144,12 +144,24 @@ _WORKER = {}
 
 
 def _load(extractor, path):
-    """One image as the extractor wants it (its own loader if it has one)."""
-    if hasattr(extractor, "load_image"):
-        return extractor.load_image(path)
+    """One image as the extractor wants it: a backbone crops it itself (``read_image``)."""
+    if hasattr(extractor, "read_image"):
+        return extractor.read_image(path)
     from rnncap.data.features import load_image
 
     return load_image(path, extractor.image_size)
+
+
+def _features(extractor, batch, pooled, grid, prepared):
+    """(pooled (N, D) or None, grid (N, G, G, C) or None) of a batch, in one pass if possible."""
+    if hasattr(extractor, "features_prepared"):  # the pretrained backbone: both from one forward
+        outputs = ("pooled",) * pooled + ("grid",) * grid
+        out = (extractor.features_prepared if prepared else extractor.features)(batch, outputs)
+        return out.get("pooled"), out.get("grid")
+    if prepared:
+        return extractor.extract_prepared(batch), None
+    return (extractor.extract(batch) if pooled else None,
+            extractor.extract_grid(batch) if grid else None)
 
 
 def _compute(extractor, rows, paths, pooled, grid):
@@ -163,22 +175,24 @@ def _compute(extractor, rows, paths, pooled, grid):
             bad.append((r, str(err)))
     out_p = out_g = None
     if images:
-        batch = np.stack(images)
-        if grid and pooled and hasattr(extractor, "extract_both"):
-            out_p, out_g = extractor.extract_both(batch)
-        else:
-            out_p = extractor.extract(batch) if pooled else None
-            out_g = extractor.extract_grid(batch) if grid else None
+        out_p, out_g = _features(extractor, np.stack(images), pooled, grid,
+                                 prepared=hasattr(extractor, "read_image"))
     return rows, good, out_p, out_g, bad
+
+
+def _from_saved(spec, arrays, source):
+    from rnncap.data.features import _REGISTRY, _registered
+
+    if not _registered(spec.get("name")):
+        raise ValueError(f"{source}: unknown extractor {spec.get('name')!r}")
+    return _REGISTRY[spec["name"]].from_saved(spec, arrays, source=source)
 
 
 def _init_worker(spec, arrays):
     from threadpoolctl import threadpool_limits
 
-    from rnncap.data.features import _REGISTRY
-
     threadpool_limits(1)  # one BLAS thread per process: `workers` processes share the cores
-    _WORKER["extractor"] = _REGISTRY[spec["name"]].from_saved(spec, arrays, source="features file")
+    _WORKER["extractor"] = _from_saved(spec, arrays, "features file")
 
 
 def _worker_compute(rows, paths, pooled, grid):
@@ -197,9 +211,12 @@ def _saved_form(extractor):
 
 def _fitted_extractor(images, opts):
     """The extractor by name, fitted on a seeded sample of training images if it needs fitting."""
-    from rnncap.data.features import make_extractor
+    from rnncap.vision.backbone import make_backbone
 
-    ex = make_extractor(opts.extractor, **opts.extractor_options)
+    ex = make_backbone(opts.extractor, **opts.extractor_options)
+    if getattr(ex, "output", "pooled") != "pooled":
+        raise ValueError(f"extractor {opts.extractor!r} with output {ex.output!r}: the extractor "
+                         f"kept for captioning gives pooled vectors; ask for grids with --grid")
     if not hasattr(ex, "fit") or getattr(ex, "fitted", True):
         return ex
     rng = np.random.default_rng(opts.seed)
@@ -227,12 +244,12 @@ def _job(images, opts):
 def _shapes(extractor, images, opts):
     """(pooled D or None, grid shape or None) by running the extractor on a tiny dummy image."""
     probe = np.zeros((1, 64, 64, 3), np.uint8) + 128
-    d = int(extractor.dim) if opts.pooled else None
-    if opts.grid and not hasattr(extractor, "extract_grid"):
+    if opts.grid and not (hasattr(extractor, "extract_grid") or hasattr(extractor, "features")):
         raise ValueError(f"extractor {opts.extractor!r} has no grid output; use pooled features "
                          f"only (no --grid)")
-    g = tuple(int(x) for x in extractor.extract_grid(probe).shape[1:]) if opts.grid else None
-    return d, g
+    pooled, grid = _features(extractor, probe, opts.pooled, opts.grid, prepared=False)
+    return (None if pooled is None else int(pooled.shape[1]),
+            None if grid is None else tuple(int(x) for x in grid.shape[1:]))
 
 
 def make_features(source, out=None, *, image_root=None, options=None, on_chunk=None):
@@ -329,9 +346,7 @@ def _run(writer, images, todo, spec, arrays, opts, on_chunk):
 
     try:
         if opts.workers == 1:
-            from rnncap.data.features import _REGISTRY
-
-            ex = _REGISTRY[spec["name"]].from_saved(spec, arrays, source=writer.path)
+            ex = _from_saved(spec, arrays, writer.path)
             for rows in chunks:
                 store(_compute(ex, rows, [images.path(r) for r in rows], opts.pooled, opts.grid))
         else:
