@@ -14,8 +14,8 @@ PHOTOS = {"coffee.png": "a cup of coffee on a saucer",
           "astronaut.png": "a woman in a space suit",
           "motorcycle_right.png": "a red motorcycle parked outside",
           "grace_hopper.jpg": "a woman in a military uniform"}
-#: The backbone the end-to-end test runs, with its options.
-BACKBONE = ["--extractor", "randconv", "--extractor-options", '{"pca_dim": 4}']
+#: The backbone the end-to-end test runs: the pretrained one.
+BACKBONE = ["--extractor", "efficientnet-lite0"]
 
 
 def photo_dataset(root):
@@ -45,6 +45,11 @@ def test_real_photos_features_train_caption_returns_its_own_caption(tmp_path, ca
                  "--no-progress"]) == 0
     from rnncap.data.featfile import read_attrs
     from rnncap.run import checkpoint_backbone, restore
+    from rnncap.vision.efficientnet import WEIGHTS_SHA256
+
+    attrs = read_attrs(data / "features.h5")
+    assert attrs["backbone"] == "efficientnet-lite0" and attrs["weights_sha256"] == WEIGHTS_SHA256
+    assert attrs["preprocessing"]["size"] == 224
 
     # the checkpoint holds the backbone that made the features, so caption runs it on pixels
     assert checkpoint_backbone(restore(tmp_path / "run").checkpoint)["fingerprint"] == \

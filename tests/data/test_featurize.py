@@ -237,3 +237,23 @@ def test_images_of_a_dataset_json_are_looked_up_under_image_root(shapes_copy, tm
 def test_bad_options_are_named(shapes_copy, bad, message):
     with pytest.raises(ValueError, match=message):
         make_features(shapes_copy, options=opts(**bad))
+
+
+def test_pretrained_backbone_gives_pooled_and_grid_from_one_pass(tmp_path, tiny_shapes):
+    from rnncap.data.features import make_extractor
+
+    (tmp_path / "pics").mkdir()
+    for p in sorted((tiny_shapes / "images" / "test").glob("*.png"))[:3]:
+        shutil.copy(p, tmp_path / "pics" / p.name)
+    out = make_features(tmp_path / "pics", options=FeaturesOptions(
+        extractor="efficientnet-lite0", grid=True, dtype="float32", progress=False))["out"]
+    pooled, grid = read(out, "features"), read(out, "grid")
+    assert pooled.shape == (3, 1280) and grid.shape == (3, 7, 7, 1280)
+    # the pooled vector is the average of the last feature map over its 7 x 7 cells
+    np.testing.assert_allclose(pooled, grid.mean(axis=(1, 2)), rtol=1e-4, atol=1e-5)
+    ex = make_extractor("efficientnet-lite0")
+    files = read(out, "files").astype(str)
+    direct = ex.extract_prepared(np.stack([ex.read_image(tmp_path / "pics" / f) for f in files]))
+    np.testing.assert_allclose(pooled, direct, rtol=1e-5, atol=1e-5)
+    attrs = featfile.read_attrs(out)
+    assert attrs["backbone"] == "efficientnet-lite0" and attrs["preprocessing"]["size"] == 224
