@@ -21,8 +21,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     f.add_argument("dataset", help="dataset.json, a Karpathy or COCO folder, or a folder of images")
     f.add_argument("--out", help="HDF5 file to write (default: features.h5 in the dataset's folder)")
     f.add_argument("--image-root", help="folder a dataset.json's image files are in (default: its folder)")
-    f.add_argument("--extractor", default="randconv",
-                   help="feature extractor (backbone) by registry name (default: randconv)")
+    f.add_argument("--extractor", default="efficientnet-lite0",
+                   help="feature extractor (backbone): efficientnet-lite0 (default; pretrained on "
+                        "ImageNet), randconv (the built-in one, fitted on the training images) or "
+                        "onnx:PATH")
     f.add_argument("--extractor-options", default="{}",
                    help='JSON object of the extractor\'s options, e.g. \'{"image_size": 64}\'')
     f.add_argument("--grid", action="store_true", help="also write grid features (dataset 'grid')")

@@ -64,7 +64,7 @@ def test_real_photos_features_train_caption_returns_its_own_caption(tmp_path, ca
 def features_run(tiny_shapes, tiny_train_flags, tmp_path, name, seed):
     """A copy of the tiny shapes data with features.h5 from `rnncap features` (extractor seed)."""
     data = shutil.copytree(tiny_shapes, tmp_path / name)
-    assert main(["features", str(data), "--extractor-options",
+    assert main(["features", str(data), "--extractor", "randconv", "--extractor-options",
                  json.dumps({"image_size": 32, "num_filters": 8, "pca_dim": 16, "seed": seed}),
                  "--no-progress", "--dtype", "float32"]) == 0
     return data

@@ -52,7 +52,7 @@ class ImageList:
 class FeaturesOptions:
     """What ``rnncap features`` computes and how."""
 
-    extractor: str = "randconv"
+    extractor: str = "efficientnet-lite0"
     extractor_options: dict = field(default_factory=dict)
     pooled: bool = True
     grid: bool = False

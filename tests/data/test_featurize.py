@@ -17,7 +17,7 @@ OPTS = {"image_size": 32, "num_filters": 8, "pca_dim": 16}
 
 
 def opts(**kw):
-    base = dict(extractor_options=OPTS, chunk_size=16, progress=False, fit_images=40)
+    base = dict(extractor="randconv", extractor_options=OPTS, chunk_size=16, progress=False, fit_images=40)
     return FeaturesOptions(**{**base, **kw})
 
 
@@ -106,7 +106,7 @@ KILL = textwrap.dedent("""
     def die(done):
         if done >= 32:
             os._exit(9)  # like a kill: no cleanup, no close of the HDF5 file
-    make_features(sys.argv[1], options=FeaturesOptions(
+    make_features(sys.argv[1], options=FeaturesOptions(extractor="randconv",
         extractor_options={"image_size": 32, "num_filters": 8, "pca_dim": 16}, chunk_size=16,
         progress=False, fit_images=40, dtype="float32"), on_chunk=die)
 """)
