@@ -5,8 +5,8 @@
     rnncap caption CHECKPOINT IMAGE... [--features FILE] [--method greedy|beam]
     rnncap evaluate CHECKPOINT --split val|test [--method greedy|beam]
     rnncap report RUN_DIR
-    rnncap serve CHECKPOINT_OR_RUN [--host 127.0.0.1] [--port 8000]
     rnncap classify IMAGE... [--json]  ImageNet top-5 with the pretrained backbone
+    rnncap serve CHECKPOINT_OR_RUN [--host 127.0.0.1] [--port 8000]
     rnncap features DATASET [--extractor NAME] [--grid] [--dtype float16|float32] [--workers N]
 
 Training flags are made from the fields of :mod:`rnncap.config`, so every hyperparameter has a flag
@@ -130,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="write RUN_DIR/report.html")
     r.add_argument("run_dir", help="run folder")
 
+    k = sub.add_parser("classify", help="ImageNet top-5 of image files (the pretrained backbone)",
+                       description="Classify image files with the pretrained EfficientNet-Lite0 "
+                                   "backbone: the ImageNet classes it finds most probable.")
+    k.add_argument("images", nargs="+", help="image files")
+    k.add_argument("--top", type=int, default=5, help="how many classes per image")
+    k.add_argument("--json", action="store_true",
+                   help="print one JSON line per image: labels and probabilities, best first")
     s = sub.add_parser("serve", help="a web page and JSON API over a checkpoint (pip install 'rnncap[serve]')",
                        description="Serve a checkpoint: a page to drop pictures on and a JSON API "
                                    "(POST /api/caption, GET /api/model, /healthz, /docs).")
@@ -143,14 +150,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest picture accepted, width x height; bigger ones get 400 (default: 40000000)")
     s.add_argument("--max-batch", type=int, default=32,
                    help="most concurrent requests decoded together (1: one at a time; default: 32)")
-
-    k = sub.add_parser("classify", help="ImageNet top-5 of image files (the pretrained backbone)",
-                       description="Classify image files with the pretrained EfficientNet-Lite0 "
-                                   "backbone: the ImageNet classes it finds most probable.")
-    k.add_argument("images", nargs="+", help="image files")
-    k.add_argument("--top", type=int, default=5, help="how many classes per image")
-    k.add_argument("--json", action="store_true",
-                   help="print one JSON line per image: labels and probabilities, best first")
     from rnncap import cli_features
 
     cli_features.add_parser(sub)

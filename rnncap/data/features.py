@@ -200,7 +200,8 @@ def extract_files(extractor, paths, batch_size=256, progress=False, raw=False):
     read = own_read or (lambda p: load_image(p, size))
     run = extractor.extract_prepared if own_read else (
         extractor.raw_features if raw else extractor.extract)
-    shape = (extractor.raw_dim,) if raw else tuple(getattr(extractor, "feature_shape", (extractor.dim,)))
+    shape = (extractor.raw_dim,) if raw and not own_read else tuple(
+        getattr(extractor, "feature_shape", (extractor.dim,)))
     out = np.empty((len(paths),) + shape, dtype=np.float32)
     for s in _batches(len(paths), batch_size, progress, f"features ({extractor.name})"):
         images = np.stack([read(p) for p in paths[s:s + batch_size]])

@@ -60,7 +60,7 @@ class EfficientNetExtractor:
     fitted = True  # nothing to fit: the weights are pretrained
 
     def __init__(self, *, output="pooled", preprocessing=None, weights_sha256=WEIGHTS_SHA256,
-                 chunk=4):
+                 chunk=2):
         if output not in OUTPUT_KINDS:
             raise ValueError(f"backbone output must be one of {OUTPUT_KINDS}, got {output!r}")
         self.output = output

@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rnncap.vision.conv import conv2d_same, depthwise_conv_same, pointwise, relu6_
+from rnncap.vision.conv import conv2d_same, depthwise_phases, pointwise, relu6_, split_phases
 from rnncap.vision.torchfile import TorchFileError, read_state_dict  # noqa: F401 (re-exported)
 
 __all__ = ["WEIGHTS_PACKAGE", "WEIGHTS_FILE", "WEIGHTS_SHA256", "STAGES", "WeightsError",
@@ -206,10 +206,14 @@ def _forward_chunk(w: Weights, x: np.ndarray, outputs: tuple) -> dict:
     """The network on one chunk of preprocessed images x (n, H, W, 3)."""
     h = relu6_(conv2d_same(x, w.stem_w, w.stem_b, 2))  # (n, H/2, W/2, 32)
     for blk in w.blocks:
-        y = h
+        # The depthwise conv reads its input as stride phases (conv.split_phases); a 1x1
+        # conv commutes with subsampling, so split the narrow input and widen each phase.
+        phases = split_phases(h, blk.stride)  # (a, c) -> (n, ~h/s, ~w/s, C_in)
         if blk.expand_w is not None:
-            y = relu6_(pointwise(y, blk.expand_w, blk.expand_b))  # (n, h, w, C_mid)
-        y = relu6_(depthwise_conv_same(y, blk.dw_w, blk.dw_b, blk.stride))  # (n, h/s, w/s, C_mid)
+            phases = {key: relu6_(pointwise(ph, blk.expand_w, blk.expand_b))
+                      for key, ph in phases.items()}  # (a, c) -> (n, ~h/s, ~w/s, C_mid)
+        y = depthwise_phases(phases, h.shape[1:3], blk.dw_w, blk.dw_b, blk.stride,
+                             relu6_out=True)  # (n, h/s, w/s, C_mid)
         y = pointwise(y, blk.project_w, blk.project_b)  # (n, h/s, w/s, C_out): no ReLU here
         if blk.residual:
             y += h
@@ -237,7 +241,7 @@ class EfficientNetLite0:
             CPU caches; the 1x1 convolutions are still large matrix products.
     """
 
-    def __init__(self, path: str | None = None, *, sha256: str | None = WEIGHTS_SHA256, chunk: int = 4):
+    def __init__(self, path: str | None = None, *, sha256: str | None = WEIGHTS_SHA256, chunk: int = 2):
         self.weights = load_weights(path, sha256)
         self.chunk = int(chunk)
 

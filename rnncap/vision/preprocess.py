@@ -58,7 +58,7 @@ class Preprocessing:
             ok = False
         if not ok:
             raise ValueError(f"{source}: malformed preprocessing {d!r}")
-        return p
+        return dataclasses.replace(p, size=int(p.size), crop_fraction=float(p.crop_fraction))
 
     def scale(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 (N, S, S, 3) -> float32 (N, S, S, 3), ``(x - mean) / std``."""

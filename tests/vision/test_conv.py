@@ -40,16 +40,20 @@ def naive_conv(x, w, b, stride, groups_depthwise=False):
     return out + b
 
 
-@pytest.mark.parametrize("H,W,k,stride", [(7, 7, 3, 1), (8, 6, 3, 2), (9, 7, 5, 2), (5, 5, 5, 1)])
+@pytest.mark.parametrize("H,W,k,stride", [(7, 7, 3, 1), (8, 6, 3, 2), (9, 7, 5, 2), (5, 5, 5, 1),
+                                          (2, 3, 5, 1), (3, 2, 5, 2), (10, 10, 3, 3)])
 def test_depthwise_equals_loops(H, W, k, stride):
     rng = np.random.default_rng(k * 10 + stride)
     x = rng.standard_normal((2, H, W, 4)).astype(np.float32)
     w = rng.standard_normal((k, k, 4)).astype(np.float32)
     b = rng.standard_normal(4).astype(np.float32)
-    out = depthwise_conv_same(x, w, b, stride)
-    assert out.dtype == np.float32
-    np.testing.assert_allclose(out, naive_conv(x.astype(np.float64), w, b, stride, True),
-                               rtol=1e-5, atol=1e-5)
+    expect = naive_conv(x.astype(np.float64), w, b, stride, True)
+    for band_bytes in (1 << 20, 200):  # one band, and bands of one or two output rows
+        out = depthwise_conv_same(x, w, b, stride, band_bytes=band_bytes)
+        assert out.dtype == np.float32
+        np.testing.assert_allclose(out, expect, rtol=1e-5, atol=1e-5)
+    fused = depthwise_conv_same(x, w, b, stride, relu6_out=True, band_bytes=200)
+    np.testing.assert_allclose(fused, np.clip(expect, 0, 6), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("H,W,stride", [(8, 8, 2), (7, 9, 2), (6, 6, 1)])
