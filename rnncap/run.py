@@ -233,8 +233,10 @@ def _prepare(config: RunConfig | None, run_dir: Path, resume: bool,
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
                               f"or choose a new --out folder")
     elif config.data.path is not None:  # evaluate/report/resume may run from another folder
-        config = from_dict(RunConfig, {"data": {"path": str(Path(config.data.path).resolve())}},
-                           "config", base=config)
+        paths = {"path": str(Path(config.data.path).resolve())}
+        if config.data.features is not None:
+            paths["features"] = str(Path(config.data.features).resolve())
+        config = from_dict(RunConfig, {"data": paths}, "config", base=config)
     if num_epochs is not None:
         config = from_dict(RunConfig, {"train": {"num_epochs": num_epochs}}, "num_epochs", base=config)
     if config.train.row_groups is None:  # fixed for the whole run, resumes included
@@ -252,8 +254,9 @@ class _Trainer:
     """
 
     def __init__(self, run_dir: Path, config: RunConfig, model, data: dict, history: list,
-                 stop_after: int | None):
+                 stop_after: int | None, stats=None):
         self.run_dir = run_dir
+        self.stats = stats  # (document, arrays) of the training features' statistics, or None
         self.config = config
         self.model = model
         self.data = data
@@ -332,7 +335,8 @@ class _Trainer:
         """Checkpoint the run as it is now (once per iteration count)."""
         if self.saved_at != solver.t:
             self.checkpoint = _save(self.run_dir, self.config, self.model, self.vocab, solver,
-                                    self.data, self.history, self.config.train.keep_checkpoints)
+                                    self.data, self.history, self.config.train.keep_checkpoints,
+                                    self.stats)
             self.saved_at = solver.t
         return self.checkpoint
 
@@ -388,27 +392,7 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
         final training loss and the last validation scores.
     """
     run_dir = Path(run_dir)
-<<<<<<< HEAD
-    timings = {}
-    restored = None
-    if resume:
-        restored = restore(run_dir)
-        config = restored.config
-    elif config is None:
-        raise ValueError("a new run needs a config")
-    elif (run_dir / "checkpoints").exists():
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
-                              f"or choose a new --out folder")
-    elif config.data.path is not None:  # evaluate/report/resume may run from another folder
-        paths = {"path": str(Path(config.data.path).resolve())}
-        if config.data.features is not None:
-            paths["features"] = str(Path(config.data.features).resolve())
-        config = from_dict(RunConfig, {"data": paths}, "config", base=config)
-    if num_epochs is not None:
-        config = from_dict(RunConfig, {"train": {"num_epochs": num_epochs}}, "num_epochs", base=config)
-=======
     config, restored = _prepare(config, run_dir, resume, num_epochs)
->>>>>>> main
     run_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
 
@@ -418,16 +402,11 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
     timings = {"data_s": time.perf_counter() - t0}
     model = _build_model(data["word_to_idx"], data["train_features"].shape[1], config)
     history: list = []
-<<<<<<< HEAD
+    state = None
     stats = _feature_stats(config, data)
     if restored is not None:
         check_backbone(restored.checkpoint, data, config.data.path)
-        if restored.vocab.idx_to_word != vocab.idx_to_word:
-=======
-    state = None
-    if restored is not None:
         if restored.vocab.idx_to_word != data["vocab"].idx_to_word:
->>>>>>> main
             raise CheckpointError(f"the data's vocabulary differs from the checkpoint's in {run_dir}; "
                                   f"resume needs the same data")
         model.params.update(restored.model.params)
@@ -435,86 +414,12 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
         state = unpack(restored.checkpoint.documents["solver"],
                        restored.checkpoint.arrays.get("solver", {}))
 
-<<<<<<< HEAD
-    tc = config.train
-    val_options = DecodeOptions("greedy", max_length=data["train_captions"].shape[1] - 1)
-    metrics_path = run_dir / "metrics.jsonl"
-    epoch_start = {"t": 0, "time": time.perf_counter(), "lr": tc.learning_rate}
-    saved = {"t": None, "ckpt": None}
-
-    def record(solver, kind):
-        losses = solver.loss_history[epoch_start["t"]:]
-        rec = {"kind": kind, "epoch": solver.epoch, "iteration": solver.t,
-               "train_loss": float(np.mean(losses)) if losses else None,
-               "learning_rate": epoch_start["lr"],  # the rate this epoch trained at
-               "epoch_s": round(time.perf_counter() - epoch_start["time"], 3)}
-        if kind == "epoch" and tc.val_images and "val_features" in data:
-            t = time.perf_counter()
-            scores, _ = evaluate_split(model, data, vocab, "val", val_options,
-                                       limit=tc.val_images, meteor=False)
-            rec["val"] = scores
-            rec["val_s"] = round(time.perf_counter() - t, 3)
-        history.append(rec)
-        _append_jsonl(metrics_path, rec)
-        return rec
-
-    def on_epoch_end(solver):
-        rec = record(solver, "epoch")
-        line = (f"epoch {solver.epoch}/{tc.num_epochs}  iter {solver.t}  "
-                f"train loss {rec['train_loss']:.4f}  lr {rec['learning_rate']:.2e}")
-        val = rec.get("val", {})
-        for key, name in (("truth_rate", "truth"), ("Bleu_4", "BLEU-4"), ("CIDEr", "CIDEr")):
-            if key in val:
-                line += f"  val {name} {val[key]:.3f}"
-        say(line)
-        saved["ckpt"] = _save(run_dir, config, model, vocab, solver, data, history, tc.keep_checkpoints,
-                              stats)
-        saved["t"] = solver.t
-        epoch_start.update(t=solver.t, time=time.perf_counter(), lr=_learning_rate(solver))
-
-    def on_iteration(solver):
-        if stop_after is not None and solver.t >= stop_after:
-            solver.stop_requested = True
-
-    solver = CaptioningSolver(
-        model, data, update_rule=tc.update_rule, optim_config={"learning_rate": tc.learning_rate},
-        lr_decay=tc.lr_decay, batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False,
-        progress=progress, seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[on_epoch_end],
-        **({"iteration_callbacks": [on_iteration]} if stop_after is not None else {}))
-    if restored is not None:
-        solver.load_state_dict(unpack(restored.checkpoint.documents["solver"],
-                                      restored.checkpoint.arrays.get("solver", {})))
-        solver.num_epochs = tc.num_epochs
-        solver.num_iterations = tc.num_epochs * solver.iterations_per_epoch
-        # this epoch's mean loss covers its iterations from before the interruption too
-        epoch_start.update(t=solver.epoch * solver.iterations_per_epoch, lr=_learning_rate(solver))
-
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_sigint(signum, frame):
-        if solver.stop_requested:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        solver.stop_requested = True
-        say("Ctrl-C: finishing this iteration, then saving a checkpoint (Ctrl-C again to abort)")
-
-=======
-    trainer = _Trainer(run_dir, config, model, data, history, stop_after)
+    trainer = _Trainer(run_dir, config, model, data, history, stop_after, stats)
     solver = trainer.make_solver(progress, state)
->>>>>>> main
     t0 = time.perf_counter()
     trainer.fit(solver)
     timings["train_s"] = time.perf_counter() - t0
-<<<<<<< HEAD
-    status = "interrupted" if solver.stop_requested and solver.t < solver.num_iterations else "finished"
-    if status == "interrupted":
-        record(solver, "interrupted")
-        say(f"stopped at iteration {solver.t}; resume with --resume")
-    ckpt = saved["ckpt"]
-    if saved["t"] != solver.t:
-        ckpt = _save(run_dir, config, model, vocab, solver, data, history, tc.keep_checkpoints, stats)
-=======
     status = trainer.finish(solver)
->>>>>>> main
     last_val = next((h["val"] for h in reversed(history) if "val" in h), None)
     return {"status": status, "checkpoint": str(trainer.checkpoint), "iterations": solver.t,
             "num_iterations": solver.num_iterations, "timings": timings,
