@@ -216,6 +216,8 @@ def _feature_stats(config: RunConfig, data: dict):
     """(document, arrays) of the training features' statistics (rnncap.ood), or None."""
     from rnncap import ood
 
+    if np.ndim(data["train_features"]) != 2:  # grids (attention model): not checked
+        return None
     stats = ood.fit_stats(data["train_features"], np.random.default_rng(config.train.seed),
                           calibration=data.get("val_features"))
     return None if stats is None else ood.to_checkpoint(stats, _trained_on(config, data))
