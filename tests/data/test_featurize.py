@@ -72,7 +72,7 @@ def test_loader_reads_the_file_and_keeps_its_extractor(shapes_copy):
     # float16 storage: about 3 significant digits
     np.testing.assert_allclose(data["test_features"], expect[rows], rtol=2e-3, atol=2e-3)
     spec, arrays = data["features_file"]["extractor"]
-    assert spec["name"] == "randconv" and set(arrays) == {"filters", "mean", "components"}
+    assert spec["name"] == "randconv" and set(arrays) == {"filters", "mean", "components", "grid_mean", "grid_scale"}
 
 
 def test_grid_features_are_the_cells_of_the_extractor(shapes_copy):
