@@ -183,6 +183,8 @@ def _cmd_train(args) -> int:
 def _train_summary(summary: dict) -> int:
     from rnncap.run import say
 
+    if summary.get("rank", 0) != 0:  # under mpiexec rank 0 alone reports
+        return 130 if summary["status"] == "interrupted" else 0
     say(f"{summary['status']}: {summary['iterations']}/{summary['num_iterations']} iterations, "
         f"checkpoint {summary['checkpoint']}")
     return 130 if summary["status"] == "interrupted" else 0
