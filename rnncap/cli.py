@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("images", nargs="*", help="image files")
     c.add_argument("--features", help=".npy file of precomputed features, one row per image")
     c.add_argument("--json", action="store_true", help="print JSON lines")
+    c.add_argument("--dask", metavar="ADDRESS",
+                   help="caption --features FILE on a Dask cluster (tcp://host:8786, or local:N) "
+                        "into --out, resumably (pip install 'rnncap[dask]'; docs/scaling.md)")
+    c.add_argument("--out", help="with --dask: the JSON-lines file to write")
+    c.add_argument("--partition-rows", type=int, default=1000,
+                   help="with --dask: feature rows per partition (default: 1000)")
     _decode_flags(c)
 
     e = sub.add_parser("evaluate", help="score a checkpoint's captions on a split")
@@ -196,6 +202,10 @@ def _cmd_caption(args) -> int:
     from rnncap.evaluate import DecodeOptions, decode_features
     from rnncap.run import restore
 
+    if args.dask:
+        from rnncap.distributed import cli_caption
+
+        return cli_caption(args)
     r = restore(args.checkpoint)
     if args.features:
         path = Path(args.features)
