@@ -14,8 +14,8 @@ uses that instead of BLAS threads (measured in docs/performance.md):
 * NumPy runs element-wise work (softmax, tanh, the LSTM gates, beam bookkeeping) on one
   core whatever the BLAS thread count, and the recurrence's small per-step products
   gain little from a second BLAS thread; independent row groups keep every core busy.
-* OpenBLAS's idle threads spin for a while after each product; mixing them with
-  Python threads slowed a training step down by a quarter. So while `map_threads` runs
+* OpenBLAS's idle threads spin for a while after each product, and mixing them with
+  Python threads slows a training step down. So while `map_threads` runs
   several workers, BLAS is limited to one thread for the whole process (threadpoolctl),
   and restored after.
 
@@ -59,7 +59,7 @@ def default_threads() -> int:
 
 
 _threads = default_threads()
-_blas = None  # threadpoolctl's handle on the BLAS libraries, found once (0.2 ms a search)
+_blas = None  # threadpoolctl's handle on the BLAS libraries, found once (a search is slow)
 
 
 def _check_count(name: str, n) -> int:

@@ -144,7 +144,7 @@ def lstm_packed_backward(dh, cache):
     dh_t_buf = np.empty((n0, H), dtype=h.dtype)
     dc_buf = np.empty((n0, H), dtype=h.dtype)
     # A contiguous copy of Wh^T (4H, H): OpenBLAS multiplies the small per-step blocks
-    # 15-25% faster by it than by the transposed view (docs/performance.md).
+    # faster by it than by the transposed view (measured in docs/performance.md).
     WhT = np.ascontiguousarray(Wh.T)
     dprev_h = dprev_c = None
     offsets = np.concatenate(([0], np.cumsum(batch_sizes)))

@@ -15,7 +15,7 @@ still-live row, and so on:
 Because the rows are sorted, the rows alive at step t are the first batch_sizes[t]
 of those alive at step t-1: every step reads a contiguous block, and the recurrence's
 previous state is a prefix of the previous block. All work then scales with the
-number of real tokens, sum(L_n), instead of N*T (about 30% less for COCO captions).
+number of real tokens, sum(L_n), instead of N*T (docs/performance.md measures the gain).
 
 This module knows index bookkeeping only: not cells, not words, not which id is <NULL>
 (the caller builds the mask), not threads.

@@ -89,7 +89,7 @@ def rnn_packed_backward(dh, cache):
     da_x = np.empty_like(h)
     dtanh = np.empty((int(batch_sizes[0]) if len(batch_sizes) else 0, H), dtype=h.dtype)
     # A contiguous copy of Wh^T (H, H): OpenBLAS multiplies the small per-step blocks
-    # 15-25% faster by it than by the transposed view (docs/performance.md).
+    # faster by it than by the transposed view (measured in docs/performance.md).
     WhT = np.ascontiguousarray(Wh.T)
     dprev_h = None
     end = P

@@ -4,7 +4,7 @@ Everything here works on NHWC arrays (N images, H rows, W columns, C channels), 
 pixel's channels are contiguous: a 1x1 convolution is then one matrix product of an
 (N*H*W, C_in) matrix with a (C_in, C_out) weight, and a depthwise convolution is k*k
 multiply-adds of whole shifted views of the input with a per-channel weight vector, each
-one a single vectorised pass over memory.
+a vectorised NumPy operation over the output.
 
 "Same" padding is TensorFlow's: the output has ceil(H / stride) rows, and the padding the
 kernel needs is split with the extra row at the bottom (and the extra column at the right).

@@ -249,7 +249,7 @@ class EfficientNetLite0:
         """Run the network.
 
         Args:
-            x: float32 (N, H, W, 3), preprocessed (:func:`rnncap.vision.preprocess.to_input`);
+            x: float32 (N, H, W, 3), preprocessed (:meth:`rnncap.vision.preprocess.Preprocessing.scale`);
                 224 x 224 for ImageNet-sized features, other sizes give grids of H/32 x W/32.
             outputs: any of "pooled" (N, 1280), "grid" (N, H/32, W/32, 1280), "logits" (N, 1000).
             threads: chunks computed side by side (rnncap.parallel); None: get_threads().

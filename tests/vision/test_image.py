@@ -143,3 +143,14 @@ def test_builtin_extractor_uses_the_same_loader(tmp_path):
     im.save(tmp_path / "r.jpg", exif=exif, quality=95)
     upright = np.asarray(Image.fromarray(read_rgb(tmp_path / "r.jpg")).resize((32, 32), Image.Resampling.BILINEAR))
     np.testing.assert_array_equal(load_image(tmp_path / "r.jpg", 32), upright)
+
+
+def test_float_and_wide_integer_images_are_stretched_to_their_range(tmp_path):
+    f = np.linspace(-2.0, 3.0, 40 * 60, dtype=np.float32).reshape(40, 60)
+    Image.fromarray(f, mode="F").save(tmp_path / "f.tif")
+    out = read_rgb(tmp_path / "f.tif")
+    assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255 and (out[..., 0] == out[..., 2]).all()
+    i32 = (np.arange(40 * 60, dtype=np.int32).reshape(40, 60) - 1000) * 100  # beyond 16 bits
+    Image.fromarray(i32, mode="I").save(tmp_path / "i.tif")
+    out = read_rgb(tmp_path / "i.tif")
+    assert out[0, 0, 0] == 0 and out[-1, -1, 0] == 255
