@@ -229,7 +229,10 @@ def _fitted_extractor(images, opts):
             raw.append(ex.raw_features(_load(ex, images.path(r))[None])[0])
         except (ValueError, OSError):
             continue  # named later, when its row is computed
-    return ex.fit(np.stack(raw)) if len(raw) >= 2 else ex.fit(np.zeros((0, ex.raw_dim)))
+    if len(raw) < 2:
+        raise ValueError(f"cannot fit extractor {opts.extractor!r}: {len(raw)} of the {len(rows)} "
+                         f"training images sampled could be read; it needs at least 2")
+    return ex.fit(np.stack(raw))
 
 
 def _job(images, opts):
