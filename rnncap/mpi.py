@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 
 import numpy as np
 
@@ -86,6 +87,7 @@ class Reducer:
         self._stop_requested = False
         self.allreduce_calls = 0  # Allreduces done (tests check there is one per step)
         self.allreduce_bytes = 0  # the size of the last buffer
+        self.allreduce_s = 0.0  # wall seconds spent in Allreduce (waiting for slower ranks included)
 
     def request_stop(self) -> None:
         """Ask every rank to stop after the next step (safe to call from a signal handler)."""
@@ -112,7 +114,9 @@ class Reducer:
         buf[-1] = 1.0 if self._stop_requested else 0.0
         from mpi4py import MPI
 
+        t0 = time.perf_counter()
         self.comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+        self.allreduce_s += time.perf_counter() - t0
         self.allreduce_calls += 1
         self.allreduce_bytes = buf.nbytes
         offset = 0
