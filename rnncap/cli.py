@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="train a captioner", description="Train a captioner; checkpoints "
-                       "every epoch and on Ctrl-C into RUN_DIR/checkpoints.")
+                       "every epoch and on Ctrl-C into RUN_DIR/checkpoints. Under `mpiexec -n K` "
+                       "the K ranks share every batch and rank 0 writes the run (docs/scaling.md).")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--config", help="JSON config file (any subset of data/model/train fields)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
