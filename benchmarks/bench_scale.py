@@ -99,7 +99,7 @@ def mpi_bench(steps, rounds):
             subprocess.run(cmd, env=env, check=True)
 
 
-def dask_bench(images, rows):
+def dask_bench(images, rows, skip=False):
     from rnncap import distributed
     from rnncap.data import prepare_shapes
     from rnncap.data.featurize import FeaturesOptions, make_features
@@ -131,7 +131,11 @@ def dask_bench(images, rows):
                           "workers_cpu_s": round(worker_cpu, 2),
                           "images_per_cpu_s": round(n / (cpu + worker_cpu), 2)}), flush=True)
 
-    for how, extra in (("1 process", {}), ("dask 2 workers", {"dask": client})):
+    k0 = workers_cpu()
+    time.sleep(20)
+    print(json.dumps({"job": "idle", "how": "dask 2 workers", "wall_s": 20,
+                      "workers_cpu_s": round(workers_cpu() - k0, 2)}), flush=True)
+    for how, extra in (("1 process", {}), ("dask 2 workers", {"dask": client})) * (not skip):
         out = os.path.join(tmp, f"f-{len(extra)}.h5")
         timed("features", how, images,
               lambda: make_features(img_dir, out, options=FeaturesOptions(**base, **extra)))
@@ -140,7 +144,7 @@ def dask_bench(images, rows):
     from rnncap.run import train
 
     config = with_overrides(RunConfig(), {
-        "data": {"path": folder, "format": "karpathy"},
+        "data": {"path": str(folder), "format": "karpathy"},
         "model": {"cell_type": "lstm", "hidden_dim": H, "wordvec_dim": W},
         "train": {"batch_size": 50, "num_epochs": 1, "val_images": 0, "seed": 1, "row_groups": 1}})
     run = os.path.join(tmp, "run")
@@ -171,6 +175,7 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--images", type=int, default=200)
     p.add_argument("--rows", type=int, default=20000)
+    p.add_argument("--skip-features", action="store_true", help="dask: captions only")
     a = p.parse_args()
     if a.what == "params":
         params()
@@ -179,4 +184,4 @@ if __name__ == "__main__":
     elif a.what == "mpi":
         mpi_bench(a.steps, a.rounds)
     else:
-        dask_bench(a.images, a.rows)
+        dask_bench(a.images, a.rows, a.skip_features)
