@@ -63,7 +63,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             else:
                 group.add_argument(flag, type=kind, choices=_CHOICES.get((part.name, f.name)),
                                    metavar=None if (part.name, f.name) in _CHOICES else (
-                                       "PATH" if f.name == "path" else kind.__name__.upper()),
+                                       "PATH" if f.name in ("path", "features") else kind.__name__.upper()),
                                    **kw)
 
 

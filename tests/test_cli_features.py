@@ -94,3 +94,21 @@ def test_features_command_errors_are_one_line(tmp_path, capsys):
     assert "--extractor-options must be a JSON object" in capsys.readouterr().err
     assert main(["features", str(tmp_path / "empty"), "--extractor", "nope"]) == 1
     assert "found no dataset.json, no captions_*.json and no image files" in capsys.readouterr().err
+
+
+def test_train_reads_a_features_file_named_by_flag(tiny_shapes, tiny_train_flags, tmp_path, capsys):
+    data = shutil.copytree(tiny_shapes, tmp_path / "data")
+    elsewhere = tmp_path / "feats" / "mine.h5"
+    elsewhere.parent.mkdir()
+    assert main(["features", str(data), "--out", str(elsewhere), "--extractor", "randconv",
+                 "--extractor-options", '{"image_size": 32, "num_filters": 8, "pca_dim": 12}',
+                 "--no-progress"]) == 0
+    assert main(["train", "--data", str(data), "--features", str(elsewhere), "--out",
+                 str(tmp_path / "run"), "--epochs", "1", *tiny_train_flags]) == 0
+    from rnncap.run import restore
+
+    r = restore(tmp_path / "run")
+    assert r.model.params["W_proj"].shape[0] == 12 and r.config.data.features == str(elsewhere)
+    assert main(["train", "--format", "shapes", "--features", str(elsewhere), "--out",
+                 str(tmp_path / "run2"), *tiny_train_flags]) == 1
+    assert "only the karpathy and coco formats read (format here: shapes)" in capsys.readouterr().err
