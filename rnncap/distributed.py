@@ -25,7 +25,6 @@ knows partitions, the cluster and which partitions are done.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -117,11 +116,13 @@ def run_partitions(client, fn, partitions: list, on_result, *, shared=(), retrie
     """
     distributed = _import_distributed()
     say = say or (lambda msg: print(msg, file=sys.stderr))
+    import uuid
+
     scattered = [client.scatter(v, broadcast=True) for v in shared]
     futures = {}
+    job = uuid.uuid4().hex  # keys never shared with an earlier job's partitions on the cluster
     for i, part in enumerate(partitions):
-        fut = client.submit(fn, *scattered, part, retries=retries, pure=False,
-                            key=f"{name}-{i}-{os.getpid()}-{id(partitions)}")
+        fut = client.submit(fn, *scattered, part, retries=retries, pure=False, key=f"{name}-{job}-{i}")
         futures[fut] = i
     seen = _workers(client)
     try:
@@ -209,6 +210,11 @@ def feature_rows_and_names(path) -> tuple[int, list]:
         return n, [f"{path.name}[{i}]" for i in range(n)]
     import h5py
 
+    from rnncap.data.featfile import read_attrs
+
+    attrs = read_attrs(str(path))
+    if attrs and not attrs.get("complete", True):
+        raise ValueError(f"{path} is an unfinished features file; finish it with `rnncap features` first")
     try:
         with h5py.File(path, "r") as f:
             n = int(f["features"].shape[0])

@@ -191,3 +191,27 @@ def test_a_dead_worker_is_reported_and_its_partitions_rerun(checkpoint_and_featu
                        shared=[(str(run), str(feats), "greedy", 3, 0.0)], say=messages.append)
     assert any("left the cluster" in m and m.split()[2] in pids for m in messages), messages
     assert [cap for i in range(len(parts)) for cap in results[i]] == here
+
+
+def test_captions_of_an_hdf5_features_file_are_named_by_its_files(checkpoint_and_features, client,
+                                                                   tmp_path):
+    import h5py
+
+    run, feats = checkpoint_and_features
+    here = [json.loads(x) for x in _caption_here(run, feats).splitlines()]
+    names = [f"img/{i:03d}.jpg" for i in range(100)]
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f["features"] = np.load(feats).astype(np.float16).astype(np.float32)
+        f["files"] = names
+        f.attrs["rnncap_features"] = 1  # as rnncap.data.featfile marks its files
+        f.attrs["complete"] = True
+    caption_file(run, tmp_path / "f.h5", tmp_path / "caps.jsonl", client, partition_rows=40)
+    got = [json.loads(x) for x in (tmp_path / "caps.jsonl").read_text().splitlines()]
+    assert [g["image"] for g in got] == names
+    # float16 storage rounds the features; most captions survive it
+    same = sum(g["caption"] == h["caption"] for g, h in zip(got, here))
+    assert same >= 90, same
+    with h5py.File(tmp_path / "f.h5", "a") as f:
+        f.attrs["complete"] = False
+    with pytest.raises(ValueError, match="unfinished features file"):
+        caption_file(run, tmp_path / "f.h5", tmp_path / "other.jsonl", client)
