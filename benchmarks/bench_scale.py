@@ -114,7 +114,7 @@ def dask_bench(images, rows, skip=False):
     import distributed as dd
 
     cluster = dd.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                              dashboard_address=None)
+                              dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False})
     client = dd.Client(cluster)
 
     def workers_cpu():

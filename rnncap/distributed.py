@@ -32,6 +32,8 @@ import numpy as np
 
 __all__ = ["DaskError", "connect", "run_partitions", "caption_file"]
 
+LOOPBACK_ANY_PORT = "127.0.0.1:0"
+
 #: Times a partition whose task raises is run again before the job stops.
 DEFAULT_RETRIES = 2
 
@@ -73,9 +75,11 @@ class connect:
             n = address.split(":", 1)[1]
             if not n.isdigit() or int(n) < 1:
                 raise DaskError(f"--dask {address}: expected local:N with N >= 1 workers")
+            # no dashboard; the scheduler's small HTTP server (health, metrics) still starts,
+            # so it gets a free port on loopback instead of 8787 on every interface
             self._cluster = distributed.LocalCluster(
                 n_workers=int(n), threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None)
+                dashboard_address=LOOPBACK_ANY_PORT, scheduler_kwargs={"dashboard": False})
             self._client = distributed.Client(self._cluster)
             return self._client
         try:

@@ -33,8 +33,12 @@ def opts(**kw):
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp://",
-                                       host="127.0.0.1", dashboard_address=None)
+    from rnncap.distributed import LOOPBACK_ANY_PORT
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                       protocol="tcp://", host="127.0.0.1",
+                                       dashboard_address=LOOPBACK_ANY_PORT,
+                                       scheduler_kwargs={"dashboard": False})
     with distributed.Client(cluster) as c:
         yield c
     cluster.close()
