@@ -297,7 +297,8 @@ class _Trainer:
             optim_config={"learning_rate": tc.learning_rate}, lr_decay=tc.lr_decay,
             batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False, progress=progress,
             seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[self.on_epoch_end],
-            loss_fn=self.model.fast_loss, row_groups=tc.row_groups, reducer=self.reducer, **hooks)
+            loss_fn=getattr(self.model, "fast_loss", None),  # None: model.loss
+            row_groups=tc.row_groups, reducer=self.reducer, **hooks)
         if state is not None:
             solver.load_state_dict(state)
             # this epoch's mean loss covers its iterations from before the interruption too
