@@ -65,12 +65,32 @@ class FeatureStats(NamedTuple):
     info: dict             # method, alpha, n_fit, n_holdout, rank, held-out score quantiles
 
 
+CHUNK = 4096  # rows converted to float64 at a time: no float64 copy of a whole split
+
+
 def scores(features, stats: FeatureStats) -> np.ndarray:
     """Scores (N,) of features (N, D): mean squared standardised distance (see module docstring)."""
-    x = np.asarray(features, dtype=np.float64)
+    x = np.asarray(features)
     if x.ndim != 2 or x.shape[1] != stats.mean.shape[0]:
         raise ValueError(f"features must have shape (N, {stats.mean.shape[0]}), got {x.shape}")
-    return np.mean((x - stats.mean) ** 2 / stats.var, axis=1)
+    out = np.empty(x.shape[0])
+    for s in range(0, x.shape[0], CHUNK):
+        d = x[s:s + CHUNK].astype(np.float64) - stats.mean  # (n, D)
+        out[s:s + CHUNK] = np.mean(d * d / stats.var, axis=1)
+    return out
+
+
+def _moments(x, rows):
+    """Mean and variance (D,) in float64 of the rows ``rows`` of x (I, D), a chunk at a time."""
+    total = np.zeros(x.shape[1])
+    for s in range(0, len(rows), CHUNK):
+        total += x[rows[s:s + CHUNK]].sum(axis=0, dtype=np.float64)
+    mean = total / len(rows)
+    squares = np.zeros(x.shape[1])
+    for s in range(0, len(rows), CHUNK):
+        d = x[rows[s:s + CHUNK]].astype(np.float64) - mean  # (n, D)
+        squares += (d * d).sum(axis=0)
+    return mean, squares / len(rows)
 
 
 def fit_stats(features, rng: np.random.Generator, *, calibration=None, alpha: float = ALPHA,
@@ -84,10 +104,10 @@ def fit_stats(features, rng: np.random.Generator, *, calibration=None, alpha: fl
             validation split), or None to hold out training images.
         alpha: the target rate of flagged in-distribution images.
     """
-    x = np.asarray(features, dtype=np.float64)
+    x = np.asarray(features)
     n_all = x.shape[0]
     if calibration is not None and len(calibration):
-        held, fit, source = np.asarray(calibration, dtype=np.float64), x, "validation split"
+        held, fit_rows, source = np.asarray(calibration), np.arange(n_all), "validation split"
         n_hold = held.shape[0]
         if n_all < 2:
             return None
@@ -96,15 +116,14 @@ def fit_stats(features, rng: np.random.Generator, *, calibration=None, alpha: fl
             return None
         n_hold = int(min(max_holdout, max(1, round(holdout_fraction * n_all))))
         order = rng.permutation(n_all)
-        held, fit, source = x[order[:n_hold]], x[order[n_hold:]], "held-out training images"
-    mean = fit.mean(axis=0)
-    var = fit.var(axis=0)
+        held, fit_rows, source = x[order[:n_hold]], order[n_hold:], "held-out training images"
+    mean, var = _moments(x, fit_rows)
     var = var + SHRINK * max(float(var.mean()), 1e-12)
     prelim = FeatureStats(mean, var, math.inf, {})
     held_scores = np.sort(scores(held, prelim))
     rank = math.ceil((n_hold + 1) * (1 - alpha))
     threshold = float(held_scores[min(rank, n_hold) - 1])
-    info = {"method": METHOD, "shrink": SHRINK, "alpha": alpha, "n_fit": int(fit.shape[0]),
+    info = {"method": METHOD, "shrink": SHRINK, "alpha": alpha, "n_fit": int(len(fit_rows)),
             "n_holdout": n_hold, "holdout": source, "rank": int(min(rank, n_hold)),
             "guarantee": float(alpha if rank <= n_hold else 1 / (n_hold + 1)),
             "holdout_median": float(np.median(held_scores)),

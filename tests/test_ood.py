@@ -123,3 +123,14 @@ def test_a_checkpoint_without_statistics_says_it_does_not_check(tiny_shapes, tin
     assert err == [f"rnncap caption: note: checkpoint {run_module.restore(tmp_path / 'run').checkpoint.folder} "
                    f"keeps no statistics of its training features; images are not checked for being "
                    f"unlike them"]
+
+
+def test_chunked_moments_equal_numpys_over_many_chunks(monkeypatch):
+    monkeypatch.setattr(ood, "CHUNK", 7)  # 40 rows: six chunks, the last one short
+    x = np.random.default_rng(3).standard_normal((50, 4)).astype(np.float32) * 3 + 1
+    stats = ood.fit_stats(x[:40], np.random.default_rng(0), calibration=x[40:])
+    train = x[:40].astype(np.float64)
+    np.testing.assert_allclose(stats.mean, train.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(stats.var, train.var(0) + ood.SHRINK * train.var(0).mean(), rtol=1e-10)
+    by_hand = ((x.astype(np.float64) - train.mean(0)) ** 2 / stats.var).mean(1)
+    np.testing.assert_allclose(ood.scores(x, stats), by_hand, rtol=1e-12)

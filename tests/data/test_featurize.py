@@ -127,6 +127,31 @@ def test_a_killed_run_continues_where_it_stopped(shapes_copy, tmp_path):
     np.testing.assert_array_equal(read(resumed["out"], "features"), read(clean / "features.h5", "features"))
 
 
+REPORT = KILL.replace("on_chunk=die", "on_chunk=lambda done: print(done, flush=True)").replace(
+    "chunk_size=16", "chunk_size=4")
+
+
+def test_sigkill_at_any_moment_loses_no_written_row(shapes_copy, tmp_path):
+    """SIGKILL lands wherever the child is (decoding, computing or writing a chunk)."""
+    import signal
+
+    child = subprocess.Popen([sys.executable, "-c", REPORT, str(shapes_copy)], stdout=subprocess.PIPE,
+                             text=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    for _ in range(3):  # three chunks written, the fourth under way
+        child.stdout.readline()
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stdout.close()
+    status = featfile.read_status(shapes_copy / "features.h5.partial")
+    assert 12 <= (status == featfile.DONE).sum() < 100
+    resumed = make_features(shapes_copy, options=opts(dtype="float32", chunk_size=4))
+    assert resumed["computed"] == 100 - (status == featfile.DONE).sum()
+    clean = shutil.copytree(shapes_copy, tmp_path / "clean")
+    os.remove(clean / "features.h5")
+    make_features(clean, options=opts(dtype="float32", chunk_size=4))
+    np.testing.assert_array_equal(read(resumed["out"], "features"), read(clean / "features.h5", "features"))
+
+
 def test_a_partial_file_with_other_settings_is_named(shapes_copy):
     subprocess.run([sys.executable, "-c", KILL, str(shapes_copy)], capture_output=True,
                    env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
