@@ -264,13 +264,13 @@ class _Trainer:
     def __init__(self, run_dir: Path, config: RunConfig, model, data: dict, history: list,
                  stop_after: int | None, stats=None, comm=None):
         self.run_dir = run_dir
+        self.stats = stats  # (document, arrays) of the training features' statistics, or None
         self.config = config
         self.model = model
         self.data = data
         self.vocab = data["vocab"]
         self.history = history
         self.stop_after = stop_after
-        self.stats = stats  # the training features' statistics (rnncap.ood), saved with each checkpoint
         self.comm = comm  # MPI communicator (rnncap.mpi), or None for one process
         self.reducer = None
         if comm is not None:

@@ -8,7 +8,7 @@ this machine, so the dataset size is a flag and docs/results.md states the proje
 
     OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/studies/backbone_demo.py \
         --cache /tmp/bdemo --num-train 2000 --num-val 200 --num-test 500 \
-        --json benchmarks/studies/out/backbone_demo.json
+        --json /tmp/backbone_demo.json
 
 This script does not decide anything; it measures.
 """
