@@ -37,7 +37,8 @@ _FLAG_NAMES = {("data", "path"): "--data", ("model", "cell_type"): "--cell",
                ("train", "learning_rate"): "--lr", ("train", "num_epochs"): "--epochs"}
 _CHOICES = {("data", "format"): cfg.FORMATS, ("data", "level"): cfg.LEVELS,
             ("model", "cell_type"): cfg.CELLS, ("model", "dtype"): cfg.DTYPES,
-            ("train", "update_rule"): cfg.UPDATE_RULES}
+            ("model", "init"): cfg.INITS, ("train", "update_rule"): cfg.UPDATE_RULES,
+            ("train", "lr_schedule"): cfg.LR_SCHEDULES}
 _DEMO_MARK = ".rnncap-demo"
 SHAPES_CACHE = ".cache/rnncap/shapes"
 

@@ -34,6 +34,8 @@ UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
 DTYPES = ("float32", "float64")
 LEVELS = ("word", "char")
 METHODS = ("greedy", "beam")
+INITS = ("cs231n", "pytorch")
+LR_SCHEDULES = ("step", "cosine")
 
 
 class ConfigError(ValueError):
@@ -70,10 +72,12 @@ class ModelConfig:
     hidden_dim: int = field(default=128, metadata={"help": 'hidden state size H'})
     image_every_step: bool = field(default=False, metadata={"help": 'feed the image features at every time step, not only into h0 (beyond CS231n)'})
     dtype: str = field(default="float32", metadata={"help": 'parameter and activation dtype'})
+    init: str = field(default="cs231n", metadata={"help": "weight initialisation: 'cs231n' (small word vectors) or 'pytorch' (PyTorch's defaults for the same layers; beyond CS231n)"})
 
     def __post_init__(self):
         _choice("model.cell_type", self.cell_type, CELLS)
         _choice("model.dtype", self.dtype, DTYPES)
+        _choice("model.init", self.init, INITS)
         _positive("model.wordvec_dim", self.wordvec_dim)
         _positive("model.hidden_dim", self.hidden_dim)
 
@@ -85,6 +89,7 @@ class TrainConfig:
     update_rule: str = field(default="adam", metadata={"help": 'optimizer'})
     learning_rate: float = field(default=5e-3, metadata={"help": 'initial learning rate'})
     lr_decay: float = field(default=0.995, metadata={"help": 'learning rate multiplier after every epoch'})
+    lr_schedule: str = field(default="step", metadata={"help": "'step': only lr_decay after every epoch (CS231n); 'cosine': also half a cosine from the learning rate down to 0 over the whole run (beyond CS231n)"})
     batch_size: int = field(default=100, metadata={"help": 'captions per minibatch'})
     num_epochs: int = field(default=10, metadata={"help": 'epochs of iterations_per_epoch = captions // batch_size minibatches'})
     grad_clip: float | None = field(default=None, metadata={"help": 'clip the global gradient norm to this; default: no clipping'})
@@ -94,6 +99,7 @@ class TrainConfig:
 
     def __post_init__(self):
         _choice("train.update_rule", self.update_rule, UPDATE_RULES)
+        _choice("train.lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _positive("train.learning_rate", self.learning_rate)
         _positive("train.lr_decay", self.lr_decay)
         _positive("train.batch_size", self.batch_size)

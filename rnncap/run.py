@@ -75,7 +75,8 @@ def _build_model(word_to_idx, input_dim: int, config: RunConfig):
     m = config.model
     return CaptioningRNN(word_to_idx, input_dim=input_dim, wordvec_dim=m.wordvec_dim,
                          hidden_dim=m.hidden_dim, cell_type=m.cell_type, dtype=m.dtype,
-                         seed=config.train.seed, image_every_step=m.image_every_step)
+                         seed=config.train.seed, image_every_step=m.image_every_step,
+                         init=m.init)
 
 
 def restore(path: str | Path) -> Restored:
@@ -224,7 +225,7 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
 
     solver = CaptioningSolver(
         model, data, update_rule=tc.update_rule, optim_config={"learning_rate": tc.learning_rate},
-        lr_decay=tc.lr_decay, batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False,
+        lr_decay=tc.lr_decay, lr_schedule=tc.lr_schedule, batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False,
         progress=progress, seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[on_epoch_end],
         **({"iteration_callbacks": [on_iteration]} if stop_after is not None else {}))
     if restored is not None:

@@ -8,8 +8,10 @@ from rnncap.config import (DEMO, ConfigError, RunConfig, from_dict, load_config,
 
 def test_defaults_are_cs231n_model_defaults():
     m = RunConfig().model
-    assert (m.cell_type, m.wordvec_dim, m.hidden_dim, m.dtype, m.image_every_step) == \
-        ("rnn", 128, 128, "float32", False)
+    assert (m.cell_type, m.wordvec_dim, m.hidden_dim, m.dtype, m.image_every_step, m.init) == \
+        ("rnn", 128, 128, "float32", False, "cs231n")
+    t = RunConfig().train
+    assert (t.lr_schedule, t.lr_decay) == ("step", 0.995)
 
 
 def test_round_trip_through_json():
@@ -36,6 +38,8 @@ def test_int_accepted_for_float_but_not_string_for_int():
     ({"model": {"cell_type": "gru"}}, ["cell_type", "rnn, lstm", "gru"]),
     ({"train": {"learning_rate": -1.0}}, ["learning_rate", "> 0"]),
     ({"data": {"format": "csv"}}, ["format", "csv"]),
+    ({"model": {"init": "xavier"}}, ["model.init", "cs231n, pytorch", "xavier"]),
+    ({"train": {"lr_schedule": "linear"}}, ["train.lr_schedule", "step, cosine", "linear"]),
     ({"train": 3}, ["train", "JSON object"]),
 ])
 def test_bad_values_name_the_field(bad, words):
