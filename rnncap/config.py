@@ -54,6 +54,7 @@ class DataConfig:
     max_length: int | None = field(default=None, metadata={"help": "tokens between <START> and <END>; default: the loader's (15 words, 80 characters)"})
     min_count: int = field(default=1, metadata={"help": 'words seen fewer times in training captions become <UNK>'})
     max_train: int | None = field(default=None, metadata={"help": 'keep only this many training captions'})
+    shapes_train_images: int | None = field(default=None, metadata={"help": "with --format shapes: training pictures the generator makes (default: its 10,000; the cache folder is keyed by it)"})
 
     def __post_init__(self):
         _choice("data.format", self.format, FORMATS, allow_none=True)
@@ -61,6 +62,10 @@ class DataConfig:
         _positive("data.max_length", self.max_length, allow_none=True)
         _positive("data.min_count", self.min_count)
         _positive("data.max_train", self.max_train, allow_none=True)
+        _positive("data.shapes_train_images", self.shapes_train_images, allow_none=True)
+        if self.shapes_train_images is not None and self.format != "shapes":
+            raise ConfigError(f"data.shapes_train_images applies to format 'shapes' only; the format "
+                              f"is {self.format!r}")
 
 
 @dataclass(frozen=True)

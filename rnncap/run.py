@@ -66,6 +66,8 @@ def load_run_data(config: RunConfig, progress: bool = True) -> dict:
             "progress": progress}
     if d.max_length is not None:
         opts["max_length"] = d.max_length
+    if d.shapes_train_images is not None:
+        opts["num_train"] = d.shapes_train_images
     return load_data(d.path, d.format, **opts)
 
 

@@ -61,3 +61,25 @@ def test_load_config_file(tmp_path):
         load_config(p)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.json")
+
+
+def test_shapes_train_images_is_for_the_shapes_format_only():
+    c = with_overrides(DEMO, {"data": {"shapes_train_images": 123}})
+    assert c.data.shapes_train_images == 123
+    with pytest.raises(ConfigError, match="data.shapes_train_images applies to format 'shapes' only"):
+        with_overrides(RunConfig(), {"data": {"format": "karpathy", "shapes_train_images": 5}})
+    with pytest.raises(ConfigError, match=r"data.shapes_train_images must be > 0"):
+        with_overrides(DEMO, {"data": {"shapes_train_images": 0}})
+
+
+def test_shapes_train_images_reaches_the_generator(monkeypatch):
+    import rnncap.data
+    from rnncap.run import load_run_data
+
+    seen = {}
+    monkeypatch.setattr(rnncap.data, "load_data", lambda path, fmt, **kw: seen.update(kw, fmt=fmt))
+    load_run_data(with_overrides(DEMO, {"data": {"path": "x", "shapes_train_images": 77}}), False)
+    assert seen["fmt"] == "shapes" and seen["num_train"] == 77
+    seen.clear()
+    load_run_data(with_overrides(DEMO, {"data": {"path": "x", "shapes_train_images": None}}), False)
+    assert "num_train" not in seen

@@ -171,7 +171,7 @@ def main():
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, D.train.grad_clip)
             opt.step()
-            losses.append(float(total) / c.shape[0])  # always reported as sum / N, comparable
+            losses.append(float(total.detach()) / c.shape[0])  # always reported as sum / N, comparable
             if (t + 1) % per_epoch == 0:
                 for group in opt.param_groups:
                     group["lr"] *= D.train.lr_decay
