@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "DEMO",
+    "ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "DecodeConfig", "DEMO",
+    "DEMO_DECODE",
     "from_dict", "to_dict", "load_config", "with_overrides",
 ]
 
@@ -113,6 +114,18 @@ class TrainConfig:
         _positive("train.keep_checkpoints", self.keep_checkpoints)
         if self.val_images < 0:
             raise ConfigError(f"train.val_images must be >= 0, got {self.val_images}")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    """How a trained model's captions are decoded for scoring (`rnncap demo`'s test split)."""
+
+    method: str = field(default="greedy", metadata={"help": "'greedy' or 'beam'"})
+    beam_size: int = field(default=3, metadata={"help": "beam width for method 'beam'"})
+
+    def __post_init__(self):
+        _choice("decode.method", self.method, METHODS)
+        _positive("decode.beam_size", self.beam_size)
 
 
 @dataclass(frozen=True)
@@ -223,3 +236,6 @@ DEMO = RunConfig(
     train=TrainConfig(update_rule="adam", learning_rate=4e-3, lr_decay=0.8, batch_size=64,
                       num_epochs=5, grad_clip=5.0, val_images=200),
 )
+
+#: How `rnncap demo` decodes the test split it reports (its --method/--beam-size defaults).
+DEMO_DECODE = DecodeConfig(method="greedy")

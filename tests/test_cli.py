@@ -210,7 +210,12 @@ def test_demo_end_to_end_on_tiny_data(tiny_shapes, tmp_path, monkeypatch, capsys
     out = capsys.readouterr().out
     assert "test greedy (20 images)" in out and "report:" in out
     assert (tmp_path / "demo" / "report.html").is_file()
-    assert main(args) == 0  # a second demo replaces the first
+    assert main(args + ["--method", "beam", "--beam-size", "2"]) == 0  # replaces the first
+    out = capsys.readouterr().out
+    assert "test beam-2 (20 images)" in out and (tmp_path / "demo" / "eval-test-beam-2.json").is_file()
+    assert not (tmp_path / "demo" / "eval-test-greedy.json").exists()
+    assert main(args + ["--beam-size", "0"]) == 1
+    assert "decode.beam_size must be > 0" in capsys.readouterr().err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
     assert main(["demo", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "other")]) == 1
