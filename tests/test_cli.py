@@ -208,7 +208,8 @@ def test_demo_end_to_end_on_tiny_data(tiny_shapes, tmp_path, monkeypatch, capsys
     args = ["demo", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "demo"), "--no-progress"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "test greedy (20 images)" in out and "report:" in out
+    label = "greedy" if cfg.DEMO_DECODE.method == "greedy" else f"beam-{cfg.DEMO_DECODE.beam_size}"
+    assert f"test {label} (20 images)" in out and "report:" in out
     assert (tmp_path / "demo" / "report.html").is_file()
     assert main(args + ["--method", "beam", "--beam-size", "2"]) == 0  # replaces the first
     out = capsys.readouterr().out

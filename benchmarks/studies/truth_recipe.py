@@ -12,8 +12,9 @@ other jobs sharing the machine) for data, training and each decoding.
         --cache /tmp/truth/cache
     ... --name cosine --set train.lr_schedule=cosine --set train.lr_decay=1.0
 
-`--set part.field=value` takes JSON values (numbers, true/false) or plain strings; `--num-train`
-changes how many training pictures the shapes generator makes (its cache folder is keyed by it).
+`--set part.field=value` takes JSON values (numbers, true/false) or plain strings; `--num-train N`
+is `--set data.shapes_train_images=N`, how many training pictures the shapes generator makes (its
+cache folder is keyed by it).
 
 This script does not know the model's maths; it wires the library's public calls and counts.
 """
@@ -77,7 +78,8 @@ def main():
     p.add_argument("--cache", default="/tmp/truth/cache", help="shapes cache folder")
     p.add_argument("--runs", default="/tmp/truth/runs", help="where run folders go")
     p.add_argument("--set", action="append", default=[], help="part.field=value override of DEMO")
-    p.add_argument("--num-train", type=int, default=None, help="shapes training pictures")
+    p.add_argument("--num-train", type=int, default=None,
+                   help="shapes training pictures (sets data.shapes_train_images)")
     p.add_argument("--split", default="test")
     p.add_argument("--limit", type=int, default=None, help="decode only the split's first N images")
     p.add_argument("--beam", type=int, action="append", default=[], help="beam sizes to decode with")
@@ -86,11 +88,11 @@ def main():
 
     config = cfg.with_overrides(cfg.DEMO, {"data": {"path": str(Path(a.cache) / "shapes")}})
     config = cfg.with_overrides(config, parse_set(a.set), "--set")
-    from rnncap.data import load_data
+    if a.num_train is not None:
+        config = cfg.with_overrides(config, {"data": {"shapes_train_images": a.num_train}})
 
     c0 = time.process_time()
-    opts = {} if a.num_train is None else {"num_train": a.num_train}
-    data = load_data(config.data.path, "shapes", **opts)
+    data = run.load_run_data(config, progress=False)
     data_cpu = time.process_time() - c0
 
     run_dir = Path(a.runs) / a.name
