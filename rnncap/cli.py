@@ -5,6 +5,8 @@
     rnncap caption CHECKPOINT IMAGE... [--features FILE] [--method greedy|beam]
     rnncap evaluate CHECKPOINT --split val|test [--method greedy|beam]
     rnncap report RUN_DIR
+    rnncap classify IMAGE... [--json]  ImageNet top-5 with the pretrained backbone
+    rnncap serve CHECKPOINT_OR_RUN [--host 127.0.0.1] [--port 8000]
 
 Training flags are made from the fields of :mod:`rnncap.config`, so every hyperparameter has a flag
 of the right type and a config file and the flags can never disagree on names. A user's mistake
@@ -131,6 +133,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="write RUN_DIR/report.html")
     r.add_argument("run_dir", help="run folder")
+
+    k = sub.add_parser("classify", help="ImageNet top-5 of image files (the pretrained backbone)",
+                       description="Classify image files with the pretrained EfficientNet-Lite0 "
+                                   "backbone: the ImageNet classes it finds most probable.")
+    k.add_argument("images", nargs="+", help="image files")
+    k.add_argument("--top", type=int, default=5, help="how many classes per image")
+    k.add_argument("--json", action="store_true",
+                   help="print one JSON line per image: labels and probabilities, best first")
+    s = sub.add_parser("serve", help="a web page and JSON API over a checkpoint (pip install 'rnncap[serve]')",
+                       description="Serve a checkpoint: a page to drop pictures on and a JSON API "
+                                   "(POST /api/caption, GET /api/model, /healthz, /docs).")
+    s.add_argument("checkpoint", help="checkpoint folder or run folder")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for all)")
+    s.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    s.add_argument("--max-upload-mb", type=float, default=10.0,
+                   help="largest upload accepted, in MiB; bigger ones get 413 (default: 10)")
+    s.add_argument("--max-pixels", type=int, default=40_000_000,
+                   help="largest picture accepted, width x height; bigger ones get 400 (default: 40000000)")
+    s.add_argument("--max-batch", type=int, default=32,
+                   help="most concurrent requests decoded together (1: one at a time; default: 32)")
     return p
 
 
@@ -228,6 +251,21 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_classify(args) -> int:
+    from rnncap.vision.imagenet import classify_files
+
+    results = classify_files(args.images, k=args.top)
+    for name, top in zip(args.images, results):
+        if args.json:
+            print(json.dumps({"image": name, "labels": [n for n, _ in top],
+                              "probabilities": [round(p, 6) for _, p in top]}))
+        else:
+            print(name)
+            for label, p in top:
+                print(f"  {p:7.2%}  {label}")
+    return 0
+
+
 def _cmd_report(args) -> int:
     from rnncap.report import write_report
 
@@ -314,8 +352,24 @@ def _set_threads(threads: int | None) -> None:
     threadpool_limits(threads or 1, user_api="blas")
 
 
+def _cmd_serve(args) -> int:
+    from rnncap.serve import serve
+
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.max_upload_mb <= 0 or args.max_pixels < 1 or args.max_batch < 1:
+        raise ValueError("--max-upload-mb, --max-pixels and --max-batch must be positive")
+    try:
+        serve(args.checkpoint, args.host, args.port, max_upload_mb=args.max_upload_mb,
+              max_pixels=args.max_pixels, max_batch=args.max_batch)
+    except ImportError as err:
+        raise ValueError(str(err)) from None
+    return 0
+
+
 _COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "caption": _cmd_caption,
-             "evaluate": _cmd_evaluate, "report": _cmd_report}
+             "evaluate": _cmd_evaluate, "report": _cmd_report, "serve": _cmd_serve,
+             "classify": _cmd_classify}
 
 
 def main(argv: list[str] | None = None) -> int:
