@@ -72,6 +72,38 @@ def score(captions, truths):
             "mistakes": dict(Counter(v for v in verdicts if v != "true"))}
 
 
+def decode_and_score(model, vocab, data, split, limit, beams, keep):
+    images = split_images(data, split, limit)
+    truths = [data[f"{split}_truth"][i] for i in images]
+    feats = data[f"{split}_features"][images]
+    max_len = data["train_captions"].shape[1] - 1
+    results = {}
+    for method, k in [("greedy", 1)] + [("beam", b) for b in beams]:
+        opt = DecodeOptions(method, beam_size=k, max_length=max_len)
+        c0 = time.process_time()
+        caps = vocab.decode_clean(decode_features(model, feats, opt))
+        dec_cpu = time.process_time() - c0
+        r = score(caps, truths)
+        r["decode_cpu_s"] = round(dec_cpu, 1)
+        if keep:
+            r["captions"] = caps
+        results[opt.name] = r
+        print(f"{opt.name}: truth {r['truth']:.3f} on {r['n']} {split} images "
+              f"(decode {dec_cpu:.1f} CPU s)", flush=True)
+    return results
+
+
+def rescore(a):
+    path = OUT / f"{a.name}.json"
+    out = json.loads(path.read_text())
+    restored = run.restore(Path(a.runs) / a.name)
+    data = run.load_run_data(restored.config, progress=False)
+    beams = [int(k.split("-")[1]) for k in out["results"] if k.startswith("beam-")]
+    out["results"] = decode_and_score(restored.model, restored.vocab, data, out["split"],
+                                      a.limit, beams, True)
+    path.write_text(json.dumps(out, indent=1))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--name", required=True, help="experiment name: the JSON file and run folder")
@@ -84,7 +116,12 @@ def main():
     p.add_argument("--limit", type=int, default=None, help="decode only the split's first N images")
     p.add_argument("--beam", type=int, action="append", default=[], help="beam sizes to decode with")
     p.add_argument("--keep-captions", action="store_true", help="store every caption in the JSON")
+    p.add_argument("--rescore", action="store_true",
+                   help="no training: decode the run folder's last checkpoint again and score it "
+                        "with the current truth check, keeping the JSON's training figures")
     a = p.parse_args()
+    if a.rescore:
+        return rescore(a)
 
     config = cfg.with_overrides(cfg.DEMO, {"data": {"path": str(Path(a.cache) / "shapes")}})
     config = cfg.with_overrides(config, parse_set(a.set), "--set")
@@ -106,23 +143,7 @@ def main():
     history = [json.loads(line) for line in open(run_dir / "metrics.jsonl")]
     val_curve = [h.get("val", {}).get("truth_rate") for h in history]
 
-    images = split_images(data, a.split, a.limit)
-    truths = [data[f"{a.split}_truth"][i] for i in images]
-    feats = data[f"{a.split}_features"][images]
-    max_len = data["train_captions"].shape[1] - 1
-    results = {}
-    for method, k in [("greedy", 1)] + [("beam", b) for b in a.beam]:
-        opt = DecodeOptions(method, beam_size=k, max_length=max_len)
-        c0 = time.process_time()
-        caps = vocab.decode_clean(decode_features(model, feats, opt))
-        dec_cpu = time.process_time() - c0
-        r = score(caps, truths)
-        r["decode_cpu_s"] = round(dec_cpu, 1)
-        if a.keep_captions:
-            r["captions"] = caps
-        results[opt.name] = r
-        print(f"{a.name} {opt.name}: truth {r['truth']:.3f} on {r['n']} {a.split} images "
-              f"(decode {dec_cpu:.1f} CPU s)", flush=True)
+    results = decode_and_score(model, vocab, data, a.split, a.limit, a.beam, a.keep_captions)
     out = {"name": a.name, "argv": sys.argv[1:], "config": cfg.to_dict(config),
            "num_train_images": int(len(data["train_features"])),
            "train_captions": int(len(data["train_captions"])),
