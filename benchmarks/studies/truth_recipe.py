@@ -97,7 +97,12 @@ def rescore(a):
     path = OUT / f"{a.name}.json"
     out = json.loads(path.read_text())
     restored = run.restore(Path(a.runs) / a.name)
-    data = run.load_run_data(restored.config, progress=False)
+    config = restored.config
+    if config.data.shapes_train_images is None and out["num_train_images"] != 10000:
+        # a run made before the config had data.shapes_train_images: the count came beside it
+        config = cfg.with_overrides(config, {"data": {"shapes_train_images": out["num_train_images"]}})
+    data = run.load_run_data(config, progress=False)
+    assert len(data["train_features"]) == out["num_train_images"]
     beams = [int(k.split("-")[1]) for k in out["results"] if k.startswith("beam-")]
     out["results"] = decode_and_score(restored.model, restored.vocab, data, out["split"],
                                       a.limit, beams, True)
