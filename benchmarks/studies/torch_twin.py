@@ -146,7 +146,7 @@ def main():
                                   optim_config={"learning_rate": D.train.learning_rate},
                                   lr_decay=D.train.lr_decay, batch_size=D.train.batch_size,
                                   num_epochs=1, seed=D.train.seed, grad_clip=D.train.grad_clip,
-                                  verbose=False)
+                                  verbose=False, loss_fn=model.fast_loss)  # the trainer's loss
         solver.num_iterations = a.iterations
         c0 = time.process_time()
         solver.train()
