@@ -6,9 +6,10 @@ decoding) and the shapes dataset it was trained on, and draws every false captio
 `diagnose.py`. Pictures are the dataset's own PNGs, scaled up without smoothing.
 
     .venv/bin/python benchmarks/studies/error_grid.py \
-        benchmarks/studies/out/truth/final.json --decoding beam-5 --out docs/img/demo-errors.png
+        benchmarks/studies/out/truth/final.json --decoding beam-5 --out docs/img/demo-errors.png --max 32
 
-This script knows JSON, PNGs and the truth check; not models.
+It also prints how often the captions of two-object pictures are false when both objects have
+one colour, and when they have two. This script knows JSON, PNGs and the truth check; not models.
 """
 
 from __future__ import annotations
@@ -52,11 +53,21 @@ def main():
         if not ok:
             wrong.append((images[k], caption, diagnose(caption, objects), reason))
     print(f"{len(wrong)} false captions of {len(captions)}; drawing {min(len(wrong), a.max)}")
+    # two-object pictures whose objects share a colour against the others: n, false
+    pairs = {True: [0, 0], False: [0, 0]}
+    for k, caption in enumerate(captions):
+        objects = data[f"{split}_truth"][images[k]]
+        if len(objects) == 2:
+            same = pairs[objects[0]["colour"] == objects[1]["colour"]]
+            same[0] += 1
+            same[1] += not check_caption(caption, objects)[0]
+    print(f"two objects of one colour: {pairs[True][1]} of {pairs[True][0]} false; "
+          f"of two colours: {pairs[False][1]} of {pairs[False][0]} false")
     wrong = wrong[:a.max]
 
-    scale, text_h, cell_w = 3, 78, 300
+    scale, text_h, cell_w = 2, 66, 240
     side = 64 * scale
-    font = ImageFont.load_default(size=13)
+    font = ImageFont.load_default(size=11)
     rows = (len(wrong) + a.cols - 1) // a.cols
     sheet = Image.new("RGB", (a.cols * cell_w, max(rows, 1) * (side + text_h)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -65,9 +76,9 @@ def main():
         x, y = (n % a.cols) * cell_w, (n // a.cols) * (side + text_h)
         im = Image.open(files[i]).convert("RGB").resize((side, side), Image.NEAREST)
         sheet.paste(im, (x + (cell_w - side) // 2, y))
-        lines = textwrap.wrap(caption, 42)[:3] + [f"[{label}]"]
+        lines = textwrap.wrap(caption, 40)[:3] + [f"[{label}]"]
         for j, line in enumerate(lines):
-            draw.text((x + 6, y + side + 2 + 16 * j), line, fill="black" if j < len(lines) - 1
+            draw.text((x + 6, y + side + 2 + 13 * j), line, fill="black" if j < len(lines) - 1
                       else (170, 0, 0), font=font)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
