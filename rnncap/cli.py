@@ -7,6 +7,7 @@
     rnncap report RUN_DIR
     rnncap classify IMAGE... [--json]  ImageNet top-5 with the pretrained backbone
     rnncap serve CHECKPOINT_OR_RUN [--host 127.0.0.1] [--port 8000]
+    rnncap features DATASET [--extractor NAME] [--grid] [--dtype float16|float32] [--workers N]
 
 Training flags are made from the fields of :mod:`rnncap.config`, so every hyperparameter has a flag
 of the right type and a config file and the flags can never disagree on names. A user's mistake
@@ -62,7 +63,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             else:
                 group.add_argument(flag, type=kind, choices=_CHOICES.get((part.name, f.name)),
                                    metavar=None if (part.name, f.name) in _CHOICES else (
-                                       "PATH" if f.name == "path" else kind.__name__.upper()),
+                                       "PATH" if f.name in ("path", "features") else kind.__name__.upper()),
                                    **kw)
 
 
@@ -150,6 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest picture accepted, width x height; bigger ones get 400 (default: 40000000)")
     s.add_argument("--max-batch", type=int, default=32,
                    help="most concurrent requests decoded together (1: one at a time; default: 32)")
+    from rnncap import cli_features
+
+    cli_features.add_parser(sub)
     return p
 
 
@@ -216,8 +220,18 @@ def _cmd_caption(args) -> int:
         raise ValueError(f"{len(names)} image names but {len(feats)} feature rows in {args.features}")
     options = DecodeOptions(args.method, args.beam_size, args.length_penalty, r.max_length)
     captions = r.vocab.decode_clean(decode_features(r.model, feats, options))
-    for name, caption in zip(names, captions):
-        print(json.dumps({"image": name, "caption": caption}) if args.json else f"{name}\t{caption}")
+    from rnncap import ood
+
+    scores, flagged = ood.flag(feats, r.feature_stats)
+    if scores is None:
+        print(f"rnncap caption: note: checkpoint {r.checkpoint.folder} keeps no statistics of its "
+              f"training features; images are not checked for being unlike them", file=sys.stderr)
+    for i, (name, caption) in enumerate(zip(names, captions)):
+        if flagged is not None and flagged[i]:
+            print(f"rnncap caption: warning: {ood.warning(name, scores[i], r.feature_stats)}", file=sys.stderr)
+        unfamiliar = None if flagged is None else bool(flagged[i])
+        print(json.dumps({"image": name, "caption": caption, "out_of_distribution": unfamiliar})
+              if args.json else f"{name}\t{caption}")
     return 0
 
 
@@ -236,6 +250,9 @@ def _cmd_evaluate(args) -> int:
         raise FileNotFoundError(f"the checkpoint's data folder {config.data.path} does not exist; "
                                 f"pass --data PATH")
     data = load_run_data(config, progress=True)
+    from rnncap.run import check_backbone
+
+    check_backbone(r.checkpoint, data, config.data.path)
     if data["vocab"].idx_to_word != r.vocab.idx_to_word:
         raise ValueError(f"the vocabulary of {config.data.path} differs from the checkpoint's; "
                          f"evaluate on the data the model was trained on")
@@ -348,6 +365,12 @@ def _set_threads(threads: int | None) -> None:
     threadpool_limits(threads, user_api="blas")
 
 
+def _cmd_features(args) -> int:
+    from rnncap import cli_features
+
+    return cli_features.run(args)
+
+
 def _cmd_serve(args) -> int:
     from rnncap.serve import serve
 
@@ -365,7 +388,7 @@ def _cmd_serve(args) -> int:
 
 _COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "caption": _cmd_caption,
              "evaluate": _cmd_evaluate, "report": _cmd_report, "serve": _cmd_serve,
-             "classify": _cmd_classify}
+             "classify": _cmd_classify, "features": _cmd_features}
 
 
 def main(argv: list[str] | None = None) -> int:
