@@ -104,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="train a captioner", description="Train a captioner; checkpoints "
-                       "every epoch and on Ctrl-C into RUN_DIR/checkpoints.")
+                       "every epoch and on Ctrl-C into RUN_DIR/checkpoints. Under `mpiexec -n K` "
+                       "the K ranks share every batch and rank 0 writes the run (docs/scaling.md).")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--config", help="JSON config file (any subset of data/model/train fields)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
@@ -116,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("images", nargs="*", help="image files")
     c.add_argument("--features", help=".npy file of precomputed features, one row per image")
     c.add_argument("--json", action="store_true", help="print JSON lines")
+    c.add_argument("--dask", metavar="ADDRESS",
+                   help="caption --features FILE on a Dask cluster (tcp://host:8786, or local:N) "
+                        "into --out, resumably (pip install 'rnncap[dask]'; docs/scaling.md)")
+    c.add_argument("--out", help="with --dask: the JSON-lines file to write")
+    c.add_argument("--partition-rows", type=int, default=1000,
+                   help="with --dask: feature rows per partition (default: 1000)")
     _decode_flags(c)
 
     e = sub.add_parser("evaluate", help="score a checkpoint's captions on a split")
@@ -183,6 +190,8 @@ def _cmd_train(args) -> int:
 def _train_summary(summary: dict) -> int:
     from rnncap.run import say
 
+    if summary.get("rank", 0) != 0:  # under mpiexec rank 0 alone reports
+        return 130 if summary["status"] == "interrupted" else 0
     say(f"{summary['status']}: {summary['iterations']}/{summary['num_iterations']} iterations, "
         f"checkpoint {summary['checkpoint']}")
     return 130 if summary["status"] == "interrupted" else 0
@@ -194,6 +203,10 @@ def _cmd_caption(args) -> int:
     from rnncap.evaluate import DecodeOptions, decode_features
     from rnncap.run import restore
 
+    if args.dask:
+        from rnncap.distributed import cli_caption
+
+        return cli_caption(args)
     r = restore(args.checkpoint)
     if args.features:
         path = Path(args.features)
