@@ -40,7 +40,8 @@ _FLAG_NAMES = {("data", "path"): "--data", ("model", "cell_type"): "--cell", ("m
                ("train", "learning_rate"): "--lr", ("train", "num_epochs"): "--epochs"}
 _CHOICES = {("data", "format"): cfg.FORMATS, ("data", "level"): cfg.LEVELS,
             ("model", "cell_type"): cfg.CELLS, ("model", "dtype"): cfg.DTYPES, ("model", "kind"): cfg.MODELS,
-            ("train", "update_rule"): cfg.UPDATE_RULES}
+            ("model", "init"): cfg.INITS, ("train", "update_rule"): cfg.UPDATE_RULES,
+            ("train", "lr_schedule"): cfg.LR_SCHEDULES}
 _DEMO_MARK = ".rnncap-demo"
 SHAPES_CACHE = ".cache/rnncap/shapes"
 
@@ -101,6 +102,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo; a previous demo there is replaced)")
     d.add_argument("--cache", default=".cache/rnncap", help="dataset cache folder (default: .cache/rnncap)")
     d.add_argument("--epochs", type=int, help=f"training epochs (default: {cfg.DEMO.train.num_epochs})")
+    d.add_argument("--method", choices=cfg.METHODS, default=cfg.DEMO_DECODE.method,
+                   help=f"how the test captions are decoded (default: {cfg.DEMO_DECODE.method})")
+    d.add_argument("--beam-size", type=int, default=cfg.DEMO_DECODE.beam_size,
+                   help=f"beam width for --method beam (default: {cfg.DEMO_DECODE.beam_size})")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="train a captioner", description="Train a captioner; checkpoints "
@@ -341,6 +346,7 @@ def _cmd_demo(args) -> int:
     from rnncap.run import load_run_data, restore, say, train
 
     t_start = time.perf_counter()
+    decoding = cfg.DecodeConfig(method=args.method, beam_size=args.beam_size)
     out = Path(args.out)
     if out.exists():
         if not (out / _DEMO_MARK).exists():
@@ -365,9 +371,11 @@ def _cmd_demo(args) -> int:
     summary = train(config, out, progress=progress, data=data)
     if summary["status"] != "finished":
         return 130
-    say("[3/4] evaluating on the test split")
+    say(f"[3/4] evaluating on the test split ({decoding.method}"
+        f"{f', beam size {decoding.beam_size}' if decoding.method == 'beam' else ''})")
     r = restore(out)
-    scores, eval_path = evaluate_and_save(r, data, "test", DecodeOptions("greedy", max_length=r.max_length))
+    scores, eval_path = evaluate_and_save(r, data, "test", DecodeOptions(
+        decoding.method, beam_size=decoding.beam_size, max_length=r.max_length))
     say("[4/4] writing the report")
     timings = {"data_s": round(data_s, 1), "train_s": round(summary["timings"]["train_s"], 1),
                "eval_s": scores["eval_s"]}

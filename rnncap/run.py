@@ -77,6 +77,8 @@ def load_run_data(config: RunConfig, progress: bool = True) -> dict:
         opts["features"] = d.features
     if d.max_length is not None:
         opts["max_length"] = d.max_length
+    if d.shapes_train_images is not None:
+        opts["num_train"] = d.shapes_train_images
     attention = config.model.kind == "attention"
     fmt = d.format if d.format is not None or d.path is None else detect_format(d.path)
     if attention and fmt in ("shapes", "karpathy"):
@@ -114,7 +116,8 @@ def _build_model(word_to_idx, input_dim: int, config: RunConfig):
 
     return CaptioningRNN(word_to_idx, input_dim=input_dim, wordvec_dim=m.wordvec_dim,
                          hidden_dim=m.hidden_dim, cell_type=m.cell_type, dtype=m.dtype,
-                         seed=config.train.seed, image_every_step=m.image_every_step)
+                         seed=config.train.seed, image_every_step=m.image_every_step,
+                         init=m.init)
 
 
 def model_from_document(word_to_idx, document: dict):
@@ -337,7 +340,8 @@ class _Trainer:
         solver = CaptioningSolver(
             self.model, self.data, update_rule=tc.update_rule,
             optim_config={"learning_rate": tc.learning_rate}, lr_decay=tc.lr_decay,
-            batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False, progress=progress,
+            lr_schedule=tc.lr_schedule, batch_size=tc.batch_size, num_epochs=tc.num_epochs,
+            verbose=False, progress=progress,
             seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[self.on_epoch_end],
             loss_fn=getattr(self.model, "fast_loss", None),  # None: model.loss
             row_groups=tc.row_groups, reducer=self.reducer, **hooks)

@@ -204,16 +204,22 @@ def test_demo_end_to_end_on_tiny_data(tiny_shapes, tmp_path, monkeypatch, capsys
     from rnncap import config as cfg
 
     shutil.copytree(tiny_shapes, tmp_path / "cache" / "shapes")
-    tiny = cfg.with_overrides(cfg.DEMO, {"data": {"format": "karpathy"},
+    tiny = cfg.with_overrides(cfg.DEMO, {"data": {"format": "karpathy", "shapes_train_images": None},
                                          "model": {"hidden_dim": 16, "wordvec_dim": 8},
                                          "train": {"num_epochs": 1, "batch_size": 50, "val_images": 5}})
     monkeypatch.setattr(cfg, "DEMO", tiny)
     args = ["demo", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "demo"), "--no-progress"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "test greedy (20 images)" in out and "report:" in out
+    label = "greedy" if cfg.DEMO_DECODE.method == "greedy" else f"beam-{cfg.DEMO_DECODE.beam_size}"
+    assert f"test {label} (20 images)" in out and "report:" in out
     assert (tmp_path / "demo" / "report.html").is_file()
-    assert main(args) == 0  # a second demo replaces the first
+    assert main(args + ["--method", "beam", "--beam-size", "2"]) == 0  # replaces the first
+    out = capsys.readouterr().out
+    assert "test beam-2 (20 images)" in out and (tmp_path / "demo" / "eval-test-beam-2.json").is_file()
+    assert not (tmp_path / "demo" / "eval-test-greedy.json").exists()
+    assert main(args + ["--beam-size", "0"]) == 1
+    assert "decode.beam_size must be > 0" in capsys.readouterr().err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
     assert main(["demo", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "other")]) == 1
