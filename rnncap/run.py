@@ -84,10 +84,7 @@ def load_run_data(config: RunConfig, progress: bool = True) -> dict:
     if attention and fmt in ("shapes", "karpathy"):
         # Features computed from the images: the extractor's grid, not its pooled vectors.
         opts["grid"] = True
-    data = load_data(d.path, fmt, **opts)
-    check_feature_rank(data["train_features"], attention,
-                       data.get("features_source", d.path))
-    return data
+    return load_data(d.path, fmt, **opts)
 
 
 def check_feature_rank(features, attention: bool, source) -> None:
