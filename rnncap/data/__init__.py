@@ -31,7 +31,7 @@ __all__ = ["load_data", "load_shapes", "prepare_shapes", "Vocabulary", "decode_c
 FORMATS = ("cs231n", "karpathy", "coco", "shapes")
 
 
-def prepare_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test=1000,
+def prepare_shapes(cache_dir=".cache/rnncap/shapes", *, seed=0, num_train=10000, num_val=1000, num_test=1000,
                    min_objects=1, max_objects=2, image_size=64, captions_per_image=5,
                    progress=True):
     """Generate the shapes dataset (no features); see rnncap.data.shapes.prepare_shapes."""
@@ -43,11 +43,13 @@ def prepare_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test
                                  captions_per_image=captions_per_image, progress=progress)
 
 
-def load_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test=1000,
+def load_shapes(cache_dir=".cache/rnncap/shapes", *, seed=0, num_train=10000, num_val=1000, num_test=1000,
                 min_objects=1, max_objects=2, image_size=64, captions_per_image=5,
                 extractor_options=None, progress=False, **build_opts):
     """The shapes dataset as a data dictionary, generating and featurising it if needed.
 
+    ``cache_dir`` is the folder `rnncap demo --cache` and `rnncap train --format shapes
+    --data` take (default: theirs, ``.cache/rnncap/shapes``), so all three find one dataset.
     Features come from the built-in extractor fitted on the training split;
     they and the saved extractor are cached inside the dataset folder, and
     ``extractor_dir`` points at the extractor.
