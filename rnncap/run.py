@@ -296,13 +296,13 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
     """
     run_dir = Path(run_dir)
     config, restored = _prepare(config, run_dir, resume, num_epochs)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
-
     t0 = time.perf_counter()
     if data is None:
         data = load_run_data(config, progress)
     timings = {"data_s": time.perf_counter() - t0}
+    # Only now that the data has loaded: a run that cannot start leaves no run folder behind.
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
     model = _build_model(data["word_to_idx"], data["train_features"].shape[1], config)
     history: list = []
     state = None

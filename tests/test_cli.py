@@ -307,3 +307,11 @@ def test_caption_many_images_shows_progress(trained, capsys, tmp_path):
     out = capsys.readouterr()
     assert len(out.out.splitlines()) == 120
     assert "captioning (greedy): 120/120 img (100%)" in out.err
+
+
+def test_a_run_that_cannot_load_its_data_leaves_no_run_folder(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.txt").write_text("not a dataset")
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]) == 1
+    assert "cannot tell the data format" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -102,7 +102,7 @@ def test_loss_curve_has_a_log_axis_so_the_first_iterations_do_not_flatten_the_re
 
 def test_every_package_data_file_is_installed_by_pyproject():
     """A non-editable install copies only the package data pyproject names: the report's
-    template (and any other non-Python file in the package) must match its globs."""
+    template (and every other non-Python file in the packages) must match its globs."""
     import fnmatch
     import tomllib
     from pathlib import Path
@@ -111,8 +111,12 @@ def test_every_package_data_file_is_installed_by_pyproject():
 
     root = Path(rnncap.__file__).parent
     spec = tomllib.loads((root.parent / "pyproject.toml").read_text())
-    globs = spec["tool"]["setuptools"]["package-data"]["rnncap"]
-    data_files = [p.relative_to(root).as_posix() for p in root.rglob("*")
-                  if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts]
-    assert "templates/report.html" in data_files
-    assert all(any(fnmatch.fnmatch(f, g) for g in globs) for f in data_files), data_files
+    globs = spec["tool"]["setuptools"]["package-data"]
+    data_files = [p for p in root.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
+                  and "__pycache__" not in p.parts]
+    assert root / "templates" / "report.html" in data_files
+    for path in data_files:
+        package = next(d for d in path.parents if (d / "__init__.py").is_file())  # innermost
+        name = ".".join(package.relative_to(root.parent).parts)
+        relative = path.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatch(relative, g) for g in globs.get(name, [])), (name, relative)
