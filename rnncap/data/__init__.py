@@ -24,7 +24,7 @@ import os
 from rnncap.data.truth import caption_is_true, check_caption, truth_rate
 from rnncap.data.vocab import END, NULL, START, UNK, Vocabulary, decode_captions
 
-__all__ = ["load_data", "load_shapes", "prepare_shapes", "Vocabulary", "decode_captions",
+__all__ = ["load_data", "load_shapes", "prepare_shapes", "write_shapes_cs231n", "Vocabulary", "decode_captions",
            "caption_is_true", "check_caption", "truth_rate", "NULL", "START", "END", "UNK",
            "FORMATS"]
 
@@ -71,6 +71,30 @@ def load_shapes(cache_dir=".cache/rnncap/shapes", *, seed=0, num_train=10000, nu
     data = build_data(images, feats, seed=seed, source=json_path, **build_opts)
     data["extractor_dir"] = extractor_dir
     return data
+
+
+def write_shapes_cs231n(base_dir, cache_dir=".cache/rnncap/shapes", **shapes_options):
+    """Write the shapes dataset as CS231n's ``coco_captioning`` folder; return its path.
+
+    The folder holds what the assignment's ``get_coco_dataset.sh`` leaves (captions as word
+    ids in ``coco2014_captions.h5``, features in ``train2014_vgg16_fc7_pca.h5`` and
+    ``val2014_vgg16_fc7_pca.h5``, ``coco2014_vocab.json``, the URL lists), so
+    ``rnncap.data.cs231n.load_coco_data(base_dir)`` reads it as it reads the real one. The
+    features are the built-in extractor's, not VGG-16's; the URLs are the PNG files' paths;
+    CS231n has no test split, so the shapes test images are left out.
+
+    Args:
+        base_dir: the folder to write (created; files in it are replaced).
+        cache_dir: where the shapes dataset is generated or found (see load_shapes).
+        **shapes_options: load_shapes' options (num_train, num_val, seed, ...).
+    """
+    from rnncap.data.cs231n import write_coco_folder
+
+    data = load_shapes(cache_dir, **shapes_options)
+    for split in ("train", "val"):
+        data[f"{split}_urls"] = [str(f) for f in data[f"{split}_image_files"]]
+    write_coco_folder(base_dir, data)
+    return os.fspath(base_dir)
 
 
 def detect_format(path):
