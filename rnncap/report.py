@@ -101,10 +101,13 @@ def loss_figure(loss_history, epochs):
     fig, ax = _axes()
     if len(loss_history):
         x = np.arange(1, len(loss_history) + 1)
-        window = max(1, len(loss_history) // 50)
-        ax.plot(x, loss_history, lw=0.5, alpha=0.3, color="tab:blue", label="iteration")
-        ax.plot(x, smooth(loss_history, window), lw=1.5, color="tab:blue",
-                label=f"mean of the last {window}")
+        window = len(loss_history) // 50  # the average spans 2% of the run
+        if window > 1:
+            ax.plot(x, loss_history, lw=0.5, alpha=0.3, color="tab:blue", label="iteration")
+            ax.plot(x, smooth(loss_history, window), lw=1.5, color="tab:blue",
+                    label=f"mean of the last {window} iterations")
+        else:
+            ax.plot(x, loss_history, lw=1, color="tab:blue", label="iteration")
     pts = [(e["iteration"], e["train_loss"]) for e in epochs if e.get("train_loss") is not None]
     if pts:
         ax.plot(*zip(*pts), "o", color="tab:orange", label="epoch mean")
