@@ -98,25 +98,3 @@ def test_loss_curve_has_a_log_axis_so_the_first_iterations_do_not_flatten_the_re
     smoothed = ax.get_lines()[1].get_ydata()
     np.testing.assert_allclose(smoothed, smooth(loss, 20))
     plt.close(fig)
-
-
-def test_every_package_data_file_is_installed_by_pyproject():
-    """A non-editable install copies only the package data pyproject names: the report's
-    template (and every other non-Python file in the packages) must match its globs."""
-    import fnmatch
-    import tomllib
-    from pathlib import Path
-
-    import rnncap
-
-    root = Path(rnncap.__file__).parent
-    spec = tomllib.loads((root.parent / "pyproject.toml").read_text())
-    globs = spec["tool"]["setuptools"]["package-data"]
-    data_files = [p for p in root.rglob("*") if p.is_file() and p.suffix not in (".py", ".pyc")
-                  and "__pycache__" not in p.parts]
-    assert root / "templates" / "report.html" in data_files
-    for path in data_files:
-        package = next(d for d in path.parents if (d / "__init__.py").is_file())  # innermost
-        name = ".".join(package.relative_to(root.parent).parts)
-        relative = path.relative_to(package).as_posix()
-        assert any(fnmatch.fnmatch(relative, g) for g in globs.get(name, [])), (name, relative)
