@@ -69,6 +69,7 @@ class LineProgress:
         self._start = self._last = time.monotonic()
         self._lock = threading.Lock()  # decoding threads update one bar
         self._closed = False
+        self._pending = False
         self._line()
 
     def _line(self) -> None:
@@ -90,10 +91,17 @@ class LineProgress:
             now = time.monotonic()
             if now - self._last >= self.interval and self.n < self.total:
                 self._last = now
-                self._line()
+                if self.postfix:  # a caller that sets a postfix sets it after update():
+                    self._pending = True  # the line waits for this step's values
+                else:
+                    self._line()
 
     def set_postfix(self, refresh: bool = False, **values) -> None:
-        self.postfix = {k: str(v) for k, v in values.items()}
+        with self._lock:
+            self.postfix = {k: str(v) for k, v in values.items()}
+            if self._pending:
+                self._pending = False
+                self._line()
 
     def close(self) -> None:
         with self._lock:

@@ -27,6 +27,17 @@ def test_a_log_file_gets_whole_lines_without_carriage_returns():
     assert lines[-1].endswith("loss=1.2500")
 
 
+def test_a_periodic_line_shows_the_postfix_of_its_own_step():
+    """The solver sets the postfix after update(): the line waits for it."""
+    log = io.StringIO()
+    b = bar(3, "train", file=log, interval=0.0)
+    b.set_postfix(epoch=0)
+    for epoch in (1, 2):
+        b.update(1)
+        b.set_postfix(epoch=epoch)
+    assert [line.rsplit("epoch=", 1)[-1] for line in log.getvalue().splitlines()[1:]] == ["1", "2"]
+
+
 def test_lines_are_periodic_not_one_per_step():
     log = io.StringIO()
     b = bar(1000, "train", file=log, interval=3600.0)
