@@ -38,6 +38,7 @@ SCORE_LABELS = {"truth_rate": "true of the image", "Bleu_1": "BLEU-1", "Bleu_4":
 TIMING_LABELS = {"data_s": "data and features", "train_s": "training", "eval_s": "test evaluation"}
 TRAIN_LABELS = {"update_rule": "optimizer", "learning_rate": "learning rate",
                 "lr_decay": "learning rate multiplied after each epoch by",
+                "lr_schedule": "learning-rate schedule",
                 "batch_size": "captions per batch", "num_epochs": "epochs",
                 "grad_clip": "gradient norm clipped at", "seed": "seed",
                 "val_images": "validation images scored after each epoch",
@@ -299,7 +300,8 @@ def write_report(run_dir: str | Path, *, log: Callable[[str], None] | None = Non
         ("model", f"{str(model.get('cell_type', '?')).upper()}, word vectors {model.get('wordvec_dim')}, "
                   f"hidden state {model.get('hidden_dim')}, "
                   f"{'image at every time step' if model.get('image_every_step') else 'image into the first hidden state'}, "
-                  f"{model.get('dtype')}, {n_params:,} parameters"),
+                  f"{model.get('dtype')}, {n_params:,} parameters"
+                  + (f", {model['init']} initialisation" if model.get("init") else "")),
         ("vocabulary", f"{len(vocab.get('idx_to_word', []))} tokens ({vocab.get('level', 'word')} level)"),
         ("data", f"{data_cfg.get('path')} ({data_cfg.get('format') or 'format detected from the folder'})"),
         ("trained for", f"{info.get('iteration')} iterations ({info.get('epoch')} epochs)"),
