@@ -7,6 +7,7 @@
     rnncap report RUN_DIR
     rnncap classify IMAGE... [--json]  ImageNet top-5 with the pretrained backbone
     rnncap serve CHECKPOINT_OR_RUN [--host 127.0.0.1] [--port 8000]
+    rnncap features DATASET [--extractor NAME] [--grid] [--dtype float16|float32] [--workers N]
 
 Training flags are made from the fields of :mod:`rnncap.config`, so every hyperparameter has a flag
 of the right type and a config file and the flags can never disagree on names. A user's mistake
@@ -72,7 +73,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             else:
                 group.add_argument(*flags, type=kind, choices=_CHOICES.get((part.name, f.name)),
                                    metavar=None if (part.name, f.name) in _CHOICES else (
-                                       "PATH" if f.name == "path" else kind.__name__.upper()),
+                                       "PATH" if f.name in ("path", "features") else kind.__name__.upper()),
                                    **kw)
 
 
@@ -112,11 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rnncap", description="Image captioning with recurrent networks, in NumPy.")
     p.add_argument("--version", action="version", version=f"rnncap {__import__('rnncap').__version__}")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads to compute with (default: 1): each training batch is split "
-                        "into that many row groups and decoding runs up to that many batches of "
-                        "500 images at once, each on its own thread with one BLAS thread. Without "
-                        "this flag a set OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS is "
-                        "left to BLAS")
+                   help="threads to compute with (default: the cores, at most 4): a new "
+                        "training run splits each batch into that many row groups (kept on "
+                        "resume), and decoding runs up to that many batches of 500 images at "
+                        "once, each on its own thread with one BLAS thread. Without this flag a "
+                        "set OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS is left to BLAS "
+                        "and rnncap uses one thread")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="train and evaluate on the built-in shapes dataset, write a report",
@@ -195,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest picture accepted, width x height; bigger ones get 400 (default: 40000000)")
     s.add_argument("--max-batch", type=int, default=32,
                    help="most concurrent requests decoded together (1: one at a time; default: 32)")
+    from rnncap import cli_features
+
+    cli_features.add_parser(sub)
     return p
 
 
@@ -270,8 +275,18 @@ def _cmd_caption(args) -> int:
     options = DecodeOptions(args.method, args.beam_size, args.length_penalty, r.max_length)
     label = f"captioning ({options.name})" if len(feats) >= _MANY_IMAGES else None
     captions = r.vocab.decode_clean(decode_features(r.model, feats, options, progress=label))
-    for name, caption in zip(names, captions):
-        print(json.dumps({"image": name, "caption": caption}) if args.json else f"{name}\t{caption}")
+    from rnncap import ood
+
+    scores, flagged = ood.flag(feats, r.feature_stats)
+    if scores is None:
+        print(f"rnncap caption: note: checkpoint {r.checkpoint.folder} keeps no statistics of its "
+              f"training features; images are not checked for being unlike them", file=sys.stderr)
+    for i, (name, caption) in enumerate(zip(names, captions)):
+        if flagged is not None and flagged[i]:
+            print(f"rnncap caption: warning: {ood.warning(name, scores[i], r.feature_stats)}", file=sys.stderr)
+        unfamiliar = None if flagged is None else bool(flagged[i])
+        print(json.dumps({"image": name, "caption": caption, "out_of_distribution": unfamiliar})
+              if args.json else f"{name}\t{caption}")
     return 0
 
 
@@ -290,6 +305,9 @@ def _cmd_evaluate(args) -> int:
         raise FileNotFoundError(f"the checkpoint's data folder {config.data.path} does not exist; "
                                 f"pass --data PATH")
     data = load_run_data(config, progress=True)
+    from rnncap.run import check_backbone
+
+    check_backbone(r.checkpoint, data, config.data.path)
     if data["vocab"].idx_to_word != r.vocab.idx_to_word:
         raise ValueError(f"the vocabulary of {config.data.path} differs from the checkpoint's; "
                          f"evaluate on the data the model was trained on")
@@ -400,23 +418,32 @@ def _caption_suggestion(run: Path, eval_path: Path) -> str:
 def _set_threads(threads: int | None) -> None:
     """Set the threads rnncap computes with and the BLAS thread count (see --threads).
 
-    Without --threads, rnncap computes on one thread; BLAS gets one thread too, unless
-    OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS is set, which is left to BLAS.
+    Without --threads, rnncap computes on `rnncap.parallel.default_threads()` threads,
+    unless OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS is set: then threading
+    is left to BLAS and rnncap computes on one thread.
     """
     if threads is not None and threads < 1:
         raise SystemExit(f"rnncap: error: --threads must be >= 1, got {threads}")
+    from rnncap.parallel import default_threads, set_threads
+
     if threads is None and any(os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                            "MKL_NUM_THREADS")):
+        set_threads(1)
         return
     import numpy  # noqa: F401  (loads the BLAS library, so that its thread pool exists to limit)
     from threadpoolctl import threadpool_limits
 
-    from rnncap.parallel import set_threads
-
+    threads = threads or default_threads()
     # Training steps and decoding split their work over `threads` Python threads with one
     # BLAS thread each (rnncap.parallel); BLAS gets the same count for everything else.
-    set_threads(threads or 1)
-    threadpool_limits(threads or 1, user_api="blas")
+    set_threads(threads)
+    threadpool_limits(threads, user_api="blas")
+
+
+def _cmd_features(args) -> int:
+    from rnncap import cli_features
+
+    return cli_features.run(args)
 
 
 def _cmd_serve(args) -> int:
@@ -436,7 +463,7 @@ def _cmd_serve(args) -> int:
 
 _COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "caption": _cmd_caption,
              "evaluate": _cmd_evaluate, "report": _cmd_report, "serve": _cmd_serve,
-             "classify": _cmd_classify}
+             "classify": _cmd_classify, "features": _cmd_features}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,8 @@ The model defaults are CS231n's (`CaptioningRNN`'s own defaults); :data:`DEMO` i
 `rnncap train --preset NAME` starts from.
 
 This module knows field names, types and defaults. It does not know how a model is built, how data
-is read or how training runs.
+is read or how training runs; the lists of choices (formats, levels, cells, dtypes, update rules,
+decoding methods) come from the modules that implement them.
 """
 
 from __future__ import annotations
@@ -24,17 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Each choice list is defined where its choices are implemented, and only named here.
+from rnncap.data import FORMATS
+from rnncap.data.vocab import LEVELS
+from rnncap.evaluate import METHODS
+from rnncap.model import CELL_TYPES as CELLS
+from rnncap.model import DTYPES
+from rnncap.optim import UPDATE_RULES
+
 __all__ = [
     "ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "DEMO", "PRESETS",
     "from_dict", "to_dict", "load_config", "with_overrides",
 ]
-
-FORMATS = ("cs231n", "karpathy", "coco", "shapes")
-CELLS = ("rnn", "lstm")
-UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
-DTYPES = ("float32", "float64")
-LEVELS = ("word", "char")
-METHODS = ("greedy", "beam")
 
 
 class ConfigError(ValueError):
@@ -49,6 +51,9 @@ class DataConfig:
         "help": "data folder; with --format shapes, the cache folder the built-in dataset is "
                 "generated into (default there: .cache/rnncap/shapes)"})
     format: str | None = field(default=None, metadata={"help": 'data format; default: detect from the folder'})
+    features: str | None = field(default=None, metadata={"help": "features file (karpathy: .npy/.h5/.mat, "
+                                                                 "one row per image; coco: .npz/.h5 keyed by "
+                                                                 "image id); default: the one in the data folder"})
     level: str = field(default="word", metadata={"help": "caption tokens: 'word' or 'char'"})
     max_length: int | None = field(default=None, metadata={"help": "tokens between <START> and <END>; default: the loader's (15 words, 80 characters)"})
     min_count: int = field(default=1, metadata={"help": 'words seen fewer times in training captions become <UNK>'})
@@ -92,6 +97,7 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": 'seed of the model initialisation and the minibatch order'})
     val_images: int = field(default=200, metadata={"help": 'fixed subset of val images decoded and scored after every epoch; 0: none'})
     keep_checkpoints: int = field(default=2, metadata={"help": 'epoch checkpoints kept in the run folder'})
+    row_groups: int | None = field(default=None, metadata={"help": 'split every batch into this many row groups whose gradients are computed on threads and summed; the rounding depends on it, so a resumed run keeps its own; default: the thread count when the run starts'})
 
     def __post_init__(self):
         _choice("train.update_rule", self.update_rule, UPDATE_RULES)
@@ -101,6 +107,7 @@ class TrainConfig:
         _positive("train.num_epochs", self.num_epochs)
         _positive("train.grad_clip", self.grad_clip, allow_none=True)
         _positive("train.keep_checkpoints", self.keep_checkpoints)
+        _positive("train.row_groups", self.row_groups, allow_none=True)
         if self.val_images < 0:
             raise ConfigError(f"train.val_images must be >= 0, got {self.val_images}")
 

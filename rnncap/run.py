@@ -31,6 +31,7 @@ from rnncap.checkpoint import (CheckpointError, pack, read_checkpoint, save_to_r
                                write_text_atomic)
 from rnncap.config import RunConfig, from_dict, to_dict
 from rnncap.evaluate import DecodeOptions, evaluate_split
+from rnncap.parallel import get_threads
 
 __all__ = ["TrainingError", "Restored", "train", "restore", "load_run_data", "say"]
 
@@ -55,6 +56,7 @@ class Restored:
     config: RunConfig
     checkpoint: object  # rnncap.checkpoint.Checkpoint
     max_length: int  # tokens the model was trained to generate, <END> included
+    feature_stats: object = None  # rnncap.ood.FeatureStats, or None (a checkpoint without them)
 
 
 def load_run_data(config: RunConfig, progress: bool = True) -> dict:
@@ -64,6 +66,15 @@ def load_run_data(config: RunConfig, progress: bool = True) -> dict:
     d = config.data
     opts = {"level": d.level, "min_count": d.min_count, "max_train": d.max_train,
             "progress": progress}
+    if d.features is not None:
+        from rnncap.config import ConfigError
+        from rnncap.data import detect_format
+
+        fmt = d.format or detect_format(d.path)
+        if fmt not in ("karpathy", "coco"):
+            raise ConfigError(f"data.features names a features file, which only the karpathy and coco "
+                              f"formats read (format here: {fmt})")
+        opts["features"] = d.features
     if d.max_length is not None:
         opts["max_length"] = d.max_length
     return load_data(d.path, d.format, **opts)
@@ -102,21 +113,99 @@ def restore(path: str | Path) -> Restored:
             raise CheckpointError(f"{ckpt.folder}/weights.npz: {k} is {v.dtype} {v.shape}, the model "
                                   f"needs {model.params[k].dtype} {model.params[k].shape}")
         model.params[k] = v
-    return Restored(model, vocab, config, ckpt, max_length)
+    stats = None
+    if "feature_stats" in ckpt.documents:
+        from rnncap import ood
+
+        stats = ood.from_checkpoint(ckpt.documents["feature_stats"], ckpt.arrays.get("feature_stats", {}),
+                                    source=f"{ckpt.folder}/feature_stats")
+        if stats.mean.shape[0] != model.params["W_proj"].shape[0]:
+            raise CheckpointError(f"{ckpt.folder}/feature_stats.npz has {stats.mean.shape[0]}-d statistics, "
+                                  f"the model reads {model.params['W_proj'].shape[0]}-d features")
+    return Restored(model, vocab, config, ckpt, max_length, stats)
 
 
-def _save(run_dir, config, model, vocab, solver, data, history, keep):
+def data_backbone(data: dict) -> dict | None:
+    """{"name", "fingerprint"} of the feature extractor that made the data's features, if known."""
+    from rnncap.data.featfile import fingerprint
+    from rnncap.data.features import read_saved
+
+    if data.get("features_file"):
+        attrs = data["features_file"]["attrs"]
+        return {"name": attrs.get("backbone"), "fingerprint": attrs.get("fingerprint")}
+    if data.get("extractor_dir"):
+        spec, arrays = read_saved(data["extractor_dir"])
+        return {"name": spec.get("name"), "fingerprint": fingerprint(spec, arrays)}
+    return None
+
+
+def checkpoint_backbone(ckpt) -> dict | None:
+    """{"name", "fingerprint"} of the feature extractor a checkpoint holds, or None."""
+    from rnncap.data.featfile import fingerprint
+    from rnncap.data.features import read_saved
+
+    if "extractor" not in ckpt.dirs:
+        return None
+    spec, arrays = read_saved(ckpt.dirs["extractor"])
+    return {"name": spec.get("name"), "fingerprint": fingerprint(spec, arrays)}
+
+
+def check_backbone(ckpt, data: dict, where: str) -> None:
+    """Refuse data whose features another extractor made than the one the checkpoint was trained on."""
+    theirs, ours = data_backbone(data), checkpoint_backbone(ckpt)
+    if theirs is None or ours is None or theirs["fingerprint"] == ours["fingerprint"]:
+        return
+    raise CheckpointError(f"the features of {where} were made by backbone {theirs['name']!r} "
+                         f"(fingerprint {theirs['fingerprint'][:12]}), but checkpoint {ckpt.folder} was "
+                         f"trained on backbone {ours['name']!r} (fingerprint {ours['fingerprint'][:12]}); "
+                         f"make the features with the checkpoint's backbone")
+
+
+def _trained_on(config: RunConfig, data: dict) -> str:
+    """One line naming what a model was trained on, for the out-of-distribution warning."""
+    n = len(data["train_features"])
+    backbone = data_backbone(data)
+    feats = f"{backbone['name']} features" if backbone else "precomputed features"
+    if config.data.format == "shapes":
+        return f"the built-in shapes dataset ({n} training images of coloured shapes, {feats})"
+    name = Path(config.data.path).name if config.data.path else "data"
+    return f"{config.data.format or 'the'} data {name!r} ({n} training images, {feats})"
+
+
+def _feature_stats(config: RunConfig, data: dict):
+    """(document, arrays) of the training features' statistics (rnncap.ood), or None."""
+    from rnncap import ood
+
+    stats = ood.fit_stats(data["train_features"], np.random.default_rng(config.train.seed),
+                          calibration=data.get("val_features"))
+    return None if stats is None else ood.to_checkpoint(stats, _trained_on(config, data))
+
+
+def _save(run_dir, config, model, vocab, solver, data, history, keep, stats=None):
+    import tempfile
+
     solver_arrays: dict = {}
     solver_doc = pack(solver.state_dict(), solver_arrays)
     info = {"rnncap_version": __version__, "max_length": int(data["train_captions"].shape[1] - 1),
             "input_dim": int(data["train_features"].shape[1]), "iteration": int(solver.t),
             "epoch": int(solver.epoch), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    dirs = {"extractor": data["extractor_dir"]} if data.get("extractor_dir") else {}
-    return save_to_run(
-        run_dir, f"ckpt-{solver.t:08d}", keep=keep, dirs=dirs,
-        documents={"config": to_dict(config), "model": model.config, "vocab": vocab.to_json(),
-                   "solver": solver_doc, "history": history, "info": info},
-        arrays={"weights": dict(model.params), "solver": solver_arrays})
+    documents = {"config": to_dict(config), "model": model.config, "vocab": vocab.to_json(),
+                 "solver": solver_doc, "history": history, "info": info}
+    arrays = {"weights": dict(model.params), "solver": solver_arrays}
+    if stats is not None:
+        documents["feature_stats"], arrays["feature_stats"] = stats
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = {}
+        if data.get("extractor_dir"):
+            dirs["extractor"] = data["extractor_dir"]
+        elif data.get("features_file") and data["features_file"].get("extractor"):
+            # features from `rnncap features`: the extractor travels inside that file
+            from rnncap.data.features import save_spec
+
+            dirs["extractor"] = os.path.join(tmp, "extractor")
+            save_spec(dirs["extractor"], *data["features_file"]["extractor"])
+        return save_to_run(run_dir, f"ckpt-{solver.t:08d}", keep=keep, dirs=dirs,
+                           documents=documents, arrays=arrays)
 
 
 def _learning_rate(solver) -> float:
@@ -144,10 +233,14 @@ def _prepare(config: RunConfig | None, run_dir: Path, resume: bool,
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
                               f"or choose a new --out folder")
     elif config.data.path is not None:  # evaluate/report/resume may run from another folder
-        config = from_dict(RunConfig, {"data": {"path": str(Path(config.data.path).resolve())}},
-                           "config", base=config)
+        paths = {"path": str(Path(config.data.path).resolve())}
+        if config.data.features is not None:
+            paths["features"] = str(Path(config.data.features).resolve())
+        config = from_dict(RunConfig, {"data": paths}, "config", base=config)
     if num_epochs is not None:
         config = from_dict(RunConfig, {"train": {"num_epochs": num_epochs}}, "num_epochs", base=config)
+    if config.train.row_groups is None:  # fixed for the whole run, resumes included
+        config = from_dict(RunConfig, {"train": {"row_groups": get_threads()}}, "threads", base=config)
     return config, restored
 
 
@@ -161,8 +254,9 @@ class _Trainer:
     """
 
     def __init__(self, run_dir: Path, config: RunConfig, model, data: dict, history: list,
-                 stop_after: int | None):
+                 stop_after: int | None, stats=None):
         self.run_dir = run_dir
+        self.stats = stats  # (document, arrays) of the training features' statistics, or None
         self.config = config
         self.model = model
         self.data = data
@@ -187,7 +281,9 @@ class _Trainer:
             self.model, self.data, update_rule=tc.update_rule,
             optim_config={"learning_rate": tc.learning_rate}, lr_decay=tc.lr_decay,
             batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False, progress=progress,
-            seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[self.on_epoch_end], **hooks)
+            seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[self.on_epoch_end],
+            loss_fn=getattr(self.model, "fast_loss", None),  # None: model.loss
+            row_groups=tc.row_groups, **hooks)
         if state is not None:
             solver.load_state_dict(state)
             # this epoch's mean loss covers its iterations from before the interruption too
@@ -239,7 +335,8 @@ class _Trainer:
         """Checkpoint the run as it is now (once per iteration count)."""
         if self.saved_at != solver.t:
             self.checkpoint = _save(self.run_dir, self.config, self.model, self.vocab, solver,
-                                    self.data, self.history, self.config.train.keep_checkpoints)
+                                    self.data, self.history, self.config.train.keep_checkpoints,
+                                    self.stats)
             self.saved_at = solver.t
         return self.checkpoint
 
@@ -306,7 +403,9 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
     model = _build_model(data["word_to_idx"], data["train_features"].shape[1], config)
     history: list = []
     state = None
+    stats = _feature_stats(config, data)
     if restored is not None:
+        check_backbone(restored.checkpoint, data, config.data.path)
         if restored.vocab.idx_to_word != data["vocab"].idx_to_word:
             raise CheckpointError(f"the data's vocabulary differs from the checkpoint's in {run_dir}; "
                                   f"resume needs the same data")
@@ -315,7 +414,7 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
         state = unpack(restored.checkpoint.documents["solver"],
                        restored.checkpoint.arrays.get("solver", {}))
 
-    trainer = _Trainer(run_dir, config, model, data, history, stop_after)
+    trainer = _Trainer(run_dir, config, model, data, history, stop_after, stats)
     solver = trainer.make_solver(progress, state)
     t0 = time.perf_counter()
     trainer.fit(solver)

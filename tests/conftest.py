@@ -18,3 +18,14 @@ def tiny_train_flags():
     return ["--cell", "lstm", "--hidden-dim", "16", "--wordvec-dim", "8", "--batch-size", "50",
             "--val-images", "5", "--no-progress"]
 
+
+
+@pytest.fixture(autouse=True)
+def _thread_count_restored():
+    """rnncap's thread count is process-wide (the CLI's main() sets it): every test starts
+    from the default and leaves it there."""
+    from rnncap.parallel import default_threads, set_threads
+
+    set_threads(default_threads())
+    yield
+    set_threads(default_threads())
