@@ -133,7 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a captioner", description=textwrap.fill(
                        "Train a captioner; checkpoints every epoch and on Ctrl-C into "
                        "RUN_DIR/checkpoints. Settings come from, in increasing priority: the "
-                       "defaults, --preset, --config, the flags.", 90),
+                       "defaults, --preset, --config, the flags. Under `mpiexec -n K` the K ranks share every "
+                       "batch and rank 0 writes the run (docs/scaling.md).", 90),
                        epilog=_presets_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
     t.add_argument("--preset", choices=sorted(cfg.PRESETS),
@@ -153,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--features", metavar="FILE.npy", help=".npy file of precomputed features, one row per image "
                                       "(default: none, extract them from the images)")
     c.add_argument("--json", action="store_true", help="print JSON lines (default: tab-separated)")
+    c.add_argument("--dask", metavar="ADDRESS",
+                   help="caption --features FILE on a Dask cluster (tcp://host:8786, or local:N) "
+                        "into --out, resumably (pip install 'rnncap[dask]'; docs/scaling.md; default: none, "
+                         "caption in this process)")
+    c.add_argument("--out", help="with --dask: the JSON-lines file to write (default: none; "
+                                 "required with --dask)")
+    c.add_argument("--partition-rows", type=int, default=1000,
+                   help="with --dask: feature rows per partition (default: 1000)")
     _decode_flags(c)
 
     e = sub.add_parser("evaluate", help="score a checkpoint's captions on a split",
@@ -237,6 +246,8 @@ def _cmd_train(args) -> int:
 def _train_summary(summary: dict) -> int:
     from rnncap.run import say
 
+    if summary.get("rank", 0) != 0:  # under mpiexec rank 0 alone reports
+        return 130 if summary["status"] == "interrupted" else 0
     say(f"{summary['status']}: {summary['iterations']}/{summary['num_iterations']} iterations, "
         f"checkpoint {summary['checkpoint']}")
     return 130 if summary["status"] == "interrupted" else 0
@@ -248,6 +259,10 @@ def _cmd_caption(args) -> int:
     from rnncap.evaluate import DecodeOptions, decode_features
     from rnncap.run import restore
 
+    if args.dask:
+        from rnncap.distributed import cli_caption
+
+        return cli_caption(args)
     r = restore(args.checkpoint)
     if args.features:
         path = Path(args.features)

@@ -39,6 +39,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     f.add_argument("--fit-images", type=int, default=2000,
                    help="training images an extractor that needs fitting (randconv's PCA) is fitted on")
     f.add_argument("--seed", type=int, default=0, help="seed of that sample")
+    f.add_argument("--dask", metavar="ADDRESS",
+                   help="compute the chunks on a Dask cluster: a scheduler address (tcp://host:8786) "
+                        "or local:N for N local worker processes (pip install 'rnncap[dask]'; "
+                        "docs/scaling.md)")
+    f.add_argument("--retries", type=int, default=2,
+                   help="with --dask: reruns of a chunk whose task failed (default: 2)")
     f.add_argument("--no-progress", action="store_true", help="no progress bar")
     return f
 
@@ -55,7 +61,8 @@ def run(args) -> int:
     opts = FeaturesOptions(extractor=args.extractor, extractor_options=extractor_options,
                            pooled=not args.no_pooled, grid=args.grid, dtype=args.dtype,
                            workers=args.workers, chunk_size=args.chunk_size, skip_bad=args.skip_bad,
-                           fit_images=args.fit_images, seed=args.seed, progress=not args.no_progress)
+                           fit_images=args.fit_images, seed=args.seed, progress=not args.no_progress,
+                           dask=args.dask, retries=args.retries)
     summary = make_features(args.dataset, args.out, image_root=args.image_root, options=opts)
     if summary["up_to_date"]:
         print(f"{summary['out']} is complete ({summary['images']} images); nothing to do")

@@ -221,7 +221,7 @@ def _append_jsonl(path: Path, record: dict) -> None:
 
 
 def _prepare(config: RunConfig | None, run_dir: Path, resume: bool,
-             num_epochs: int | None) -> tuple[RunConfig, Restored | None]:
+             num_epochs: int | None, ranks: int = 1) -> tuple[RunConfig, Restored | None]:
     """The run's config (the checkpoint's own on resume) and what a resume restores."""
     restored = None
     if resume:
@@ -240,8 +240,16 @@ def _prepare(config: RunConfig | None, run_dir: Path, resume: bool,
     if num_epochs is not None:
         config = from_dict(RunConfig, {"train": {"num_epochs": num_epochs}}, "num_epochs", base=config)
     if config.train.row_groups is None:  # fixed for the whole run, resumes included
-        config = from_dict(RunConfig, {"train": {"row_groups": get_threads()}}, "threads", base=config)
+        # MPI ranks share the cores already: one row group each unless --threads says otherwise
+        groups = get_threads() if ranks == 1 or _threads_set() else 1
+        config = from_dict(RunConfig, {"train": {"row_groups": groups}}, "threads", base=config)
     return config, restored
+
+
+def _threads_set() -> bool:
+    from rnncap import parallel
+
+    return parallel.get_threads() != parallel.default_threads()
 
 
 class _Trainer:
@@ -254,7 +262,7 @@ class _Trainer:
     """
 
     def __init__(self, run_dir: Path, config: RunConfig, model, data: dict, history: list,
-                 stop_after: int | None, stats=None):
+                 stop_after: int | None, stats=None, comm=None):
         self.run_dir = run_dir
         self.stats = stats  # (document, arrays) of the training features' statistics, or None
         self.config = config
@@ -263,6 +271,13 @@ class _Trainer:
         self.vocab = data["vocab"]
         self.history = history
         self.stop_after = stop_after
+        self.comm = comm  # MPI communicator (rnncap.mpi), or None for one process
+        self.reducer = None
+        if comm is not None:
+            from rnncap.mpi import Reducer
+
+            self.reducer = Reducer(comm)
+        self.is_root = comm is None or comm.Get_rank() == 0  # the one that writes the run folder
         self.metrics_path = run_dir / "metrics.jsonl"
         self.val_options = DecodeOptions("greedy", max_length=data["train_captions"].shape[1] - 1)
         self.checkpoint = None  # path of the last checkpoint written
@@ -283,7 +298,7 @@ class _Trainer:
             batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False, progress=progress,
             seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[self.on_epoch_end],
             loss_fn=getattr(self.model, "fast_loss", None),  # None: model.loss
-            row_groups=tc.row_groups, **hooks)
+            row_groups=tc.row_groups, reducer=self.reducer, **hooks)
         if state is not None:
             solver.load_state_dict(state)
             # this epoch's mean loss covers its iterations from before the interruption too
@@ -296,8 +311,9 @@ class _Trainer:
             solver.stop_requested = True
 
     def on_epoch_end(self, solver) -> None:
-        rec = self.record(solver, "epoch")
-        say(self.epoch_line(solver, rec))
+        if self.is_root:
+            rec = self.record(solver, "epoch")
+            say(self.epoch_line(solver, rec))
         self.save(solver)
         self.epoch_first_t = solver.t
         self.epoch_started = time.perf_counter()
@@ -332,7 +348,15 @@ class _Trainer:
         return line
 
     def save(self, solver) -> Path:
-        """Checkpoint the run as it is now (once per iteration count)."""
+        """Checkpoint the run as it is now (once per iteration count; rank 0 alone under MPI,
+        after checking that every rank holds the same parameters)."""
+        if self.saved_at != solver.t and self.comm is not None:
+            from rnncap.mpi import check_agreement, digest
+
+            check_agreement(self.comm, {f"parameter {k} after iteration {solver.t}": digest(v)
+                                        for k, v in self.model.params.items()})
+        if self.saved_at != solver.t and not self.is_root:
+            self.saved_at = solver.t
         if self.saved_at != solver.t:
             self.checkpoint = _save(self.run_dir, self.config, self.model, self.vocab, solver,
                                     self.data, self.history, self.config.train.keep_checkpoints,
@@ -346,9 +370,12 @@ class _Trainer:
         previous = signal.getsignal(signal.SIGINT)
 
         def on_sigint(signum, frame):
-            if solver.stop_requested:  # a second Ctrl-C: stop now
-                raise KeyboardInterrupt
-            solver.stop_requested = True
+            if solver.stop_requested or (self.reducer is not None and self.reducer._stop_requested):
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now
+            if self.reducer is not None:  # every rank stops after the same iteration
+                self.reducer.request_stop()
+            else:
+                solver.stop_requested = True
             say("Ctrl-C: finishing this iteration, then saving a checkpoint (Ctrl-C again to abort)")
 
         try:
@@ -367,7 +394,7 @@ class _Trainer:
     def finish(self, solver) -> str:
         """Record an interruption, write the last checkpoint; 'finished' or 'interrupted'."""
         status = "interrupted" if solver.stop_requested and solver.t < solver.num_iterations else "finished"
-        if status == "interrupted":
+        if status == "interrupted" and self.is_root:
             self.record(solver, "interrupted")
             say(f"stopped at iteration {solver.t}; resume with --resume")
         self.save(solver)
@@ -391,19 +418,29 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
         A summary: status ('finished' or 'interrupted'), checkpoint path, iterations, timings,
         final training loss and the last validation scores.
     """
+    from rnncap import mpi
+
+    comm = mpi.world()  # under `mpiexec -n K` with K > 1: this process is one of K ranks
+    rank = 0 if comm is None else comm.Get_rank()
     run_dir = Path(run_dir)
-    config, restored = _prepare(config, run_dir, resume, num_epochs)
+    config, restored = _prepare(config, run_dir, resume, num_epochs,
+                                1 if comm is None else comm.Get_size())
+    progress = progress and rank == 0
+
     t0 = time.perf_counter()
     if data is None:
         data = load_run_data(config, progress)
     timings = {"data_s": time.perf_counter() - t0}
     # Only now that the data has loaded: a run that cannot start leaves no run folder behind.
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
+    if comm is not None:
+        comm.Barrier()  # every rank has checked the run folder before rank 0 writes in it
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
     model = _build_model(data["word_to_idx"], data["train_features"].shape[1], config)
     history: list = []
-    state = None
     stats = _feature_stats(config, data)
+    state = None
     if restored is not None:
         check_backbone(restored.checkpoint, data, config.data.path)
         if restored.vocab.idx_to_word != data["vocab"].idx_to_word:
@@ -414,7 +451,17 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
         state = unpack(restored.checkpoint.documents["solver"],
                        restored.checkpoint.arrays.get("solver", {}))
 
-    trainer = _Trainer(run_dir, config, model, data, history, stop_after, stats)
+    if comm is not None:
+        mpi.check_agreement(comm, mpi.describe(to_dict(config), data, {
+            "resume": resume, "stop_after": stop_after,
+            "resumed at iteration": None if state is None else state.get("t")}))
+        if config.train.batch_size < comm.Get_size():
+            raise mpi.MPIError(f"--batch-size {config.train.batch_size} is smaller than the "
+                               f"{comm.Get_size()} MPI ranks that share each batch")
+    trainer = _Trainer(run_dir, config, model, data, history, stop_after, stats, comm)
+    if comm is not None and rank == 0:
+        say(f"MPI: {comm.Get_size()} ranks share each batch of {config.train.batch_size}; "
+            f"rank 0 writes {run_dir}")
     solver = trainer.make_solver(progress, state)
     t0 = time.perf_counter()
     trainer.fit(solver)
@@ -424,4 +471,5 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
     return {"status": status, "checkpoint": str(trainer.checkpoint), "iterations": solver.t,
             "num_iterations": solver.num_iterations, "timings": timings,
             "final_train_loss": history[-1]["train_loss"] if history else None,
-            "val": last_val, "model": model, "data": data, "vocab": data["vocab"]}
+            "val": last_val, "model": model, "data": data, "vocab": data["vocab"], "rank": rank,
+            "ranks": 1 if comm is None else comm.Get_size()}

@@ -63,6 +63,8 @@ class FeaturesOptions:
     fit_images: int = 2000
     seed: int = 0
     progress: bool = True
+    dask: str | None = None  # a Dask scheduler address or local:N (rnncap.distributed); None: here
+    retries: int = 2  # with dask: reruns of a chunk whose task raised
 
 
 def list_images(source, image_root=None):
@@ -348,7 +350,12 @@ def _run(writer, images, todo, spec, arrays, opts, on_chunk):
             on_chunk(computed)
 
     try:
-        if opts.workers == 1:
+        if opts.dask:
+            from rnncap.distributed import features_on_dask
+
+            features_on_dask(opts.dask, chunks, images, spec, arrays, opts, store,
+                             say=lambda msg: bar.write(msg, file=sys.stderr))
+        elif opts.workers == 1:
             ex = _from_saved(spec, arrays, writer.path)
             for rows in chunks:
                 store(_compute(ex, rows, [images.path(r) for r in rows], opts.pooled, opts.grid))
