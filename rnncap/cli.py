@@ -43,7 +43,8 @@ _FLAG_NAMES = {("data", "path"): "--data", ("model", "cell_type"): "--cell",
                ("train", "learning_rate"): "--lr", ("train", "num_epochs"): "--epochs"}
 _CHOICES = {("data", "format"): cfg.FORMATS, ("data", "level"): cfg.LEVELS,
             ("model", "cell_type"): cfg.CELLS, ("model", "dtype"): cfg.DTYPES,
-            ("train", "update_rule"): cfg.UPDATE_RULES}
+            ("model", "init"): cfg.INITS, ("train", "update_rule"): cfg.UPDATE_RULES,
+            ("train", "lr_schedule"): cfg.LR_SCHEDULES}
 _DEMO_MARK = ".rnncap-demo"
 SHAPES_CACHE = ".cache/rnncap/shapes"  # rnncap.data.shapes.DEFAULT_CACHE (not imported: it loads NumPy)
 _MANY_IMAGES = 100  # `caption` shows its progress from this many images on
@@ -128,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--cache", default=SHAPES_CACHE,
                    help=f"dataset cache folder, as load_shapes(CACHE) takes it (default: {SHAPES_CACHE})")
     d.add_argument("--epochs", type=int, metavar="N", help=f"training epochs (default: {cfg.DEMO.train.num_epochs})")
+    d.add_argument("--method", choices=cfg.METHODS, default=cfg.DEMO_DECODE.method,
+                   help=f"how the test captions are decoded (default: {cfg.DEMO_DECODE.method})")
+    d.add_argument("--beam-size", type=int, default=cfg.DEMO_DECODE.beam_size,
+                   help=f"beam width for --method beam (default: {cfg.DEMO_DECODE.beam_size})")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="train a captioner", description=textwrap.fill(
@@ -369,6 +374,7 @@ def _cmd_demo(args) -> int:
     from rnncap.run import load_run_data, restore, say, train
 
     t_start = time.perf_counter()
+    decoding = cfg.DecodeConfig(method=args.method, beam_size=args.beam_size)
     out = Path(args.out)
     if out.exists():
         if not (out / _DEMO_MARK).exists():
@@ -393,10 +399,11 @@ def _cmd_demo(args) -> int:
     summary = train(config, out, progress=progress, data=data)
     if summary["status"] != "finished":
         return 130
-    say("[3/4] evaluating on the test split")
+    say(f"[3/4] evaluating on the test split ({decoding.method}"
+        f"{f', beam size {decoding.beam_size}' if decoding.method == 'beam' else ''})")
     r = restore(out)
-    scores, eval_path = evaluate_and_save(r, data, "test", DecodeOptions("greedy", max_length=r.max_length),
-                                          progress=progress)
+    scores, eval_path = evaluate_and_save(r, data, "test", DecodeOptions(
+        decoding.method, beam_size=decoding.beam_size, max_length=r.max_length), progress=progress)
     say("[4/4] writing the report")
     timings = {"data_s": round(data_s, 1), "train_s": round(summary["timings"]["train_s"], 1),
                "eval_s": scores["eval_s"]}

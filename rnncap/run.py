@@ -77,6 +77,8 @@ def load_run_data(config: RunConfig, progress: bool = True) -> dict:
         opts["features"] = d.features
     if d.max_length is not None:
         opts["max_length"] = d.max_length
+    if d.shapes_train_images is not None:
+        opts["num_train"] = d.shapes_train_images
     return load_data(d.path, d.format, **opts)
 
 
@@ -86,7 +88,8 @@ def _build_model(word_to_idx, input_dim: int, config: RunConfig):
     m = config.model
     return CaptioningRNN(word_to_idx, input_dim=input_dim, wordvec_dim=m.wordvec_dim,
                          hidden_dim=m.hidden_dim, cell_type=m.cell_type, dtype=m.dtype,
-                         seed=config.train.seed, image_every_step=m.image_every_step)
+                         seed=config.train.seed, image_every_step=m.image_every_step,
+                         init=m.init)
 
 
 def restore(path: str | Path) -> Restored:
@@ -295,7 +298,8 @@ class _Trainer:
         solver = CaptioningSolver(
             self.model, self.data, update_rule=tc.update_rule,
             optim_config={"learning_rate": tc.learning_rate}, lr_decay=tc.lr_decay,
-            batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False, progress=progress,
+            lr_schedule=tc.lr_schedule, batch_size=tc.batch_size, num_epochs=tc.num_epochs,
+            verbose=False, progress=progress,
             seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[self.on_epoch_end],
             loss_fn=getattr(self.model, "fast_loss", None),  # None: model.loss
             row_groups=tc.row_groups, reducer=self.reducer, **hooks)
