@@ -7,7 +7,8 @@ through :func:`from_dict`, which refuses unknown keys and wrong types with a mes
 field, so a typo never silently falls back to a default.
 
 The model defaults are CS231n's (`CaptioningRNN`'s own defaults); :data:`DEMO` is the preset the
-`rnncap demo` job uses on the built-in shapes dataset.
+`rnncap demo` job uses on the built-in shapes dataset, and :data:`PRESETS` names the presets
+`rnncap train --preset NAME` starts from.
 
 This module knows field names, types and defaults. It does not know how a model is built, how data
 is read or how training runs; the lists of choices (formats, levels, cells, dtypes, update rules,
@@ -37,7 +38,7 @@ from rnncap.solver import LR_SCHEDULES
 
 __all__ = [
     "ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "DecodeConfig", "DEMO",
-    "DEMO_DECODE",
+    "DEMO_DECODE", "PRESETS",
     "from_dict", "to_dict", "load_config", "with_overrides",
 ]
 
@@ -60,7 +61,7 @@ class DataConfig:
     level: str = field(default="word", metadata={"help": "caption tokens: 'word' or 'char'"})
     max_length: int | None = field(default=None, metadata={"help": "tokens between <START> and <END>; default: the loader's (15 words, 80 characters)"})
     min_count: int = field(default=1, metadata={"help": 'words seen fewer times in training captions become <UNK>'})
-    max_train: int | None = field(default=None, metadata={"help": 'keep only this many training captions'})
+    max_train: int | None = field(default=None, metadata={"help": 'keep only this many training captions; default: all'})
     shapes_train_images: int | None = field(default=None, metadata={"help": "with --format shapes: training pictures the generator makes (default: its 10,000; the cache folder is keyed by it)"})
 
     def __post_init__(self):
@@ -259,6 +260,10 @@ DEMO = RunConfig(
     train=TrainConfig(update_rule="adam", learning_rate=4e-3, lr_decay=1.0, lr_schedule="cosine",
                       batch_size=64, num_epochs=3, grad_clip=5.0, val_images=200),
 )
+
+#: Named presets for `rnncap train --preset NAME` (listed by `rnncap train --help`).
+PRESETS = {"shapes-demo": DEMO}
+PRESET_HELP = {"shapes-demo": "what `rnncap demo` trains on the built-in shapes dataset"}
 
 #: How `rnncap demo` decodes the test split it reports (its --method/--beam-size defaults): beam
 #: search of width 5, whose captions are more often true than greedy ones (docs/results.md).

@@ -468,11 +468,6 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
     run_dir = Path(run_dir)
     config, restored = _prepare(config, run_dir, resume, num_epochs,
                                 1 if comm is None else comm.Get_size())
-    if comm is not None:
-        comm.Barrier()  # every rank has checked the run folder before rank 0 writes in it
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
     progress = progress and rank == 0
 
     t0 = time.perf_counter()
@@ -481,6 +476,12 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
     timings = {"data_s": time.perf_counter() - t0}
     check_feature_rank(data["train_features"], config.model.kind == "attention",
                        data.get("features_source", "the data's train_features"))
+    # Only now that the data has loaded: a run that cannot start leaves no run folder behind.
+    if comm is not None:
+        comm.Barrier()  # every rank has checked the run folder before rank 0 writes in it
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
     model = _build_model(data["word_to_idx"], data["train_features"].shape[-1], config)
     history: list = []
     stats = _feature_stats(config, data)

@@ -244,9 +244,9 @@ class CaptioningSolver:
         self.interrupted = False
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
+            from rnncap.progress import bar as progress_bar
 
-            bar = tqdm(total=self.num_iterations, initial=self.t, unit="it", desc="train")
+            bar = progress_bar(self.num_iterations, "train", unit="it", initial=self.t)
         try:
             while self.t < self.num_iterations:
                 loss = self._step()
