@@ -161,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print JSON lines (default: tab-separated)")
     c.add_argument("--attention", metavar="OUT.png",
                    help="attention model: draw each image with every generated word's attention "
-                        "map over it (one row of panels per image) into this PNG file")
+                        "map over it (one row of panels per image) into this PNG file (default: none)")
     c.add_argument("--dask", metavar="ADDRESS",
                    help="caption --features FILE on a Dask cluster (tcp://host:8786, or local:N) "
                         "into --out, resumably (pip install 'rnncap[dask]'; docs/scaling.md; default: none, "

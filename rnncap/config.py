@@ -88,7 +88,7 @@ class ModelConfig:
     hidden_dim: int = field(default=128, metadata={"help": 'hidden state size H'})
     image_every_step: bool = field(default=False, metadata={"help": 'feed the image features at every time step, not only into h0 (beyond CS231n)'})
     dtype: str = field(default="float32", metadata={"help": 'parameter and activation dtype'})
-    attention_dim: int | None = field(default=None, metadata={"help": "attention model: size A of the attention's hidden layer; default hidden_dim"})
+    attention_dim: int | None = field(default=None, metadata={"help": "attention model: size A of the attention's hidden layer (default: hidden_dim)"})
     doubly_stochastic: float = field(default=0.0, metadata={"help": "attention model: lambda of the doubly stochastic attention penalty (0: none)"})
     init: str = field(default="cs231n", metadata={"help": "weight initialisation: 'cs231n' (small word vectors) or 'pytorch' (PyTorch's defaults for the same layers; beyond CS231n)"})
 
