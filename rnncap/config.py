@@ -258,7 +258,11 @@ DEMO = RunConfig(
     model=ModelConfig(cell_type="lstm", wordvec_dim=128, hidden_dim=256, image_every_step=True,
                       init="pytorch"),
     train=TrainConfig(update_rule="adam", learning_rate=4e-3, lr_decay=1.0, lr_schedule="cosine",
-                      batch_size=64, num_epochs=3, grad_clip=5.0, val_images=200),
+                      batch_size=64, num_epochs=3, grad_clip=5.0, val_images=200,
+                      # One row group whatever the machine's cores: the demo's results then do
+                      # not depend on the core count (row groups change the rounding), and its
+                      # small model trains no faster in two groups (docs/performance.md).
+                      row_groups=1),
 )
 
 #: Named presets for `rnncap train --preset NAME` (listed by `rnncap train --help`).
