@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import queue
 import tempfile
@@ -98,8 +99,8 @@ class Captioner:
 
     @property
     def attends(self) -> bool:
-        """Whether the model can say where it looked for each word."""
-        return hasattr(self.model, "attention_weights") or hasattr(self.model, "decode_attention")
+        """Whether the model attends over a grid (and can say where it looked for each word)."""
+        return getattr(self.model, "kind", None) == "attention"
 
     def card(self) -> dict:
         """What the page's model card shows (JSON-ready)."""
@@ -163,22 +164,28 @@ class Captioner:
             path = Path(tmp) / "upload"
             path.write_bytes(data)
             try:
-                feats = extract_files(self.extractor, [str(path)])
+                feats = extract_files(self.extractor, [str(path)], grid=self.attends)
             except (ValueError, OSError) as err:
                 raise ImageError(str(err).replace(str(path), name)) from None
         return np.asarray(feats, dtype=self.model.dtype)
 
     def check_features(self, features) -> np.ndarray:
-        """Client-sent features as a (1, D) array of the model's dtype, or ValueError naming the shape."""
+        """Client-sent features of one picture as a batch of one, in the model's dtype.
+
+        A pooled model takes one vector of D numbers, an attention model one grid of L rows
+        of D numbers. Raises ValueError naming the shape expected.
+        """
         try:
             a = np.asarray(features, dtype=np.float64)
         except (TypeError, ValueError):
             raise ValueError("features must be a list of numbers") from None
-        want = self.model.params["W_proj"].shape[0] if "W_proj" in self.model.params else None
-        if a.ndim == 1:
+        want = int(self.model.config["input_dim"])
+        rank = 2 if self.attends else 1  # of one picture's features
+        if a.ndim == rank:
             a = a[None]
-        if a.ndim != 2 or a.shape[0] != 1 or (want is not None and a.shape[1] != want):
-            raise ValueError(f"features must be one vector of {want} numbers, got shape {a.shape}")
+        if a.ndim != rank + 1 or a.shape[0] != 1 or a.shape[-1] != want or 0 in a.shape:
+            what = f"one grid of L rows of {want} numbers" if self.attends else f"one vector of {want} numbers"
+            raise ValueError(f"features must be {what}, got shape {a.shape[1:] if a.ndim else a.shape}")
         if not np.isfinite(a).all():
             raise ValueError("features must be finite numbers")
         return a.astype(self.model.dtype)
@@ -200,6 +207,14 @@ class Captioner:
 
         stats = self.restored.feature_stats  # None for a checkpoint without training statistics
         scores, flagged = ood.flag(features, stats)
+        maps, grid = [None] * len(features), None
+        if self.attends:  # where the model looked for each word of the greedy caption
+            from rnncap.attention_maps import word_attention
+
+            rows = word_attention(m, vocab, features, greedy.tokens)
+            maps = [np.round(w, 4).tolist() for _, w in rows]
+            side = math.isqrt(features.shape[1])
+            grid = [side, side] if side * side == features.shape[1] else [1, features.shape[1]]
         out = []
         for i in range(len(features)):
             alts = [{"caption": vocab.decode_clean(np.asarray(h.tokens)[None])[0],
@@ -212,7 +227,7 @@ class Captioner:
                         "out_of_distribution": None if flagged is None else bool(flagged[i]),
                         "warning": (ood.warning("this picture", scores[i], stats)
                                     if flagged is not None and flagged[i] else None),
-                        "attention": None, "grid": None})
+                        "attention": maps[i], "grid": grid})
         return out
 
     def truth(self, caption: str, example: int) -> bool | None:

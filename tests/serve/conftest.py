@@ -12,3 +12,16 @@ def served_run(tiny_shapes, tiny_train_flags, tmp_path_factory):
     assert main(["train", "--data", str(tiny_shapes), "--format", "karpathy", "--epochs", "3",
                  "--out", str(run), *tiny_train_flags]) == 0
     return run
+
+
+@pytest.fixture(scope="session")
+def served_attention_run(tiny_shapes, tmp_path_factory):
+    """A run folder of a tiny attention model (3x3 grid of the built-in extractor), 3 epochs."""
+    from rnncap.cli import main
+
+    run = tmp_path_factory.mktemp("served-attention") / "run"
+    assert main(["train", "--data", str(tiny_shapes), "--format", "karpathy", "--epochs", "3",
+                 "--out", str(run), "--model", "attention", "--hidden-dim", "16", "--wordvec-dim", "8",
+                 "--attention-dim", "8", "--batch-size", "50", "--val-images", "5",
+                 "--no-progress"]) == 0
+    return run

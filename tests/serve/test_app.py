@@ -254,3 +254,38 @@ def test_a_photo_is_flagged_as_unlike_the_training_pictures(client, test_images)
     assert body["warning"].startswith("this picture looks unlike the images this model was trained on")
     shapes = _post_image(client, test_images[0]).json()
     assert isinstance(shapes["out_of_distribution"], bool)
+
+
+@pytest.fixture(scope="module")
+def attention_client(served_attention_run):
+    captioner = Captioner(served_attention_run)
+    with TestClient(create_app(captioner)) as c:
+        yield c, captioner
+
+
+def test_attention_model_says_where_it_looked_for_each_word(attention_client, test_images):
+    from rnncap.data.features import extract_files
+
+    client, captioner = attention_client
+    assert client.get("/api/model").json()["attention"] is True
+    body = _post_image(client, test_images[0]).json()
+    words = body["greedy"]["caption"].split()
+    assert body["grid"] == [3, 3]
+    assert len(body["attention"]) == len(words) > 0
+    # the same weights, recomputed by teacher forcing the caption through the model
+    model, vocab = captioner.model, captioner.restored.vocab
+    grid = extract_files(captioner.extractor, [str(test_images[0])], grid=True).astype(model.dtype)
+    tokens = np.array([[vocab.word_to_idx[w] for w in words] + [model.word_to_idx["<END>"]]])
+    expected = model.attention_weights(grid, tokens)[0, :len(words)]
+    np.testing.assert_allclose(body["attention"], expected, atol=1e-4)
+    np.testing.assert_allclose(np.sum(body["attention"], axis=1), 1.0, atol=1e-3)
+    # grid features sent as JSON give the same answer; a pooled vector is refused by shape
+    by_features = client.post("/api/caption", json={"features": grid[0].tolist()}).json()
+    assert by_features["greedy"] == body["greedy"] and by_features["attention"] == body["attention"]
+    r = client.post("/api/caption", json={"features": grid[0, 0].tolist()})
+    assert r.status_code == 400 and "grid" in r.json()["detail"]
+
+
+def test_pooled_model_has_no_attention(client, test_images):
+    body = _post_image(client, test_images[0]).json()
+    assert body["attention"] is None and body["grid"] is None

@@ -35,15 +35,14 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(served_run):
+def _serve(run):
     import uvicorn
 
     from rnncap.serve.app import create_app
     from rnncap.serve.captioner import Captioner
 
     port = _free_port()
-    srv = uvicorn.Server(uvicorn.Config(create_app(Captioner(served_run)), host="127.0.0.1",
+    srv = uvicorn.Server(uvicorn.Config(create_app(Captioner(run)), host="127.0.0.1",
                                         port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
@@ -54,6 +53,11 @@ def server(served_run):
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(served_run):
+    yield from _serve(served_run)
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +140,42 @@ def test_broken_file_shows_the_error_and_the_page_goes_on(page, tmp_path, tiny_s
     page.set_input_files("#file", str(good))
     page.wait_for_selector("#error", state="hidden")
     page.wait_for_selector("#caption .w")
+
+
+@pytest.fixture(scope="module")
+def attention_server(served_attention_run):
+    yield from _serve(served_attention_run)
+
+
+def test_pointing_at_a_word_shows_where_the_attention_model_looked(browser, attention_server, tiny_shapes, shots):
+    import httpx
+
+    pg = browser.new_page(viewport={"width": 1100, "height": 800})
+    pg.goto(attention_server + "/")
+    pg.wait_for_selector("#card dt:has-text('vocabulary')")
+    picture = sorted((tiny_shapes / "images" / "test").glob("*.png"))[3]
+    pg.set_input_files("#file", str(picture))
+    pg.wait_for_selector("#caption.attends .w")
+    with picture.open("rb") as f:
+        api = httpx.post(attention_server + "/api/caption", files={"image": ("p.png", f, "image/png")}).json()
+
+    def overlay():  # the overlay's pixels, as a fingerprint of what it shows
+        return pg.evaluate("""() => { const c = document.getElementById('overlay');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let s = 0; for (let i = 3; i < d.length; i += 4) s += d[i] * (1 + (i >> 2) % 97); return s; }""")
+
+    assert overlay() == 0  # nothing drawn before pointing at a word
+    words = pg.locator("#caption .w")
+    seen = []
+    for i in range(words.count()):
+        words.nth(i).hover()
+        best = max(range(len(api["attention"][i])), key=lambda j: api["attention"][i][j])
+        assert pg.get_attribute("#overlay", "data-word") == str(best)
+        seen.append(overlay())
+        if i == 1:
+            pg.screenshot(path=str(shots / "attention-hover.png"), full_page=True)
+    assert all(s > 0 for s in seen)
+    assert len(set(seen)) > 1 or len(set(map(tuple, api["attention"]))) == 1  # maps differ, so do overlays
+    pg.mouse.move(5, 5)
+    pg.wait_for_function("document.getElementById('overlay').dataset.word === ''")
+    pg.close()
