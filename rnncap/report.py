@@ -31,6 +31,7 @@ import numpy as np
 __all__ = ["write_report", "smooth", "SCORE_LABELS"]
 
 GRID_IMAGES = 24
+ATTENTION_IMAGES = 4  # test images whose attention maps an attention model's report shows
 THUMB = 128
 #: Score keys of rnncap.metrics, as the report's columns name them.
 SCORE_LABELS = {"truth_rate": "true of the image", "Bleu_1": "BLEU-1", "Bleu_4": "BLEU-4",
@@ -258,6 +259,42 @@ def _card(rec: dict) -> str:
             f"<p>{verdict}</p><ol>{refs}</ol></div>")
 
 
+def _attention_maps(run_dir: Path, records: list[dict]) -> str:
+    """For an attention model: the first test images with each greedy word's attention map.
+
+    The words are decoded again from the images (greedy), so the maps are exactly those of the
+    captions shown; a model without attention, or a run without image files, gives "".
+    """
+    from rnncap.run import restore
+
+    r = restore(run_dir)
+    paths = [rec["file"] for rec in records if rec.get("file")][:ATTENTION_IMAGES]
+    if getattr(r.model, "kind", None) != "attention" or "extractor" not in r.checkpoint.dirs or not paths:
+        return ""
+    from rnncap import decode
+    from rnncap.attention_maps import attention_png, word_attention
+    from rnncap.data.features import extract_files, load_extractor
+    from rnncap.vision.image import open_rgb
+
+    extractor = load_extractor(r.checkpoint.dirs["extractor"])
+    try:
+        feats = extract_files(extractor, paths, grid=True).astype(r.model.dtype)
+    except (OSError, ValueError) as err:
+        return f"<p>attention maps not drawn: {html.escape(str(err))}</p>"
+    m = r.model
+    tokens = decode.greedy(m.step, m.init_state(feats), start_id=m.word_to_idx["<START>"],
+                           end_id=m.word_to_idx["<END>"], max_length=r.max_length,
+                           null_id=m.word_to_idx["<NULL>"])
+    out = []
+    for path, (words, weights) in zip(paths, word_attention(m, r.vocab, feats, tokens)):
+        picture = np.asarray(open_rgb(path))
+        png = base64.b64encode(attention_png(picture, words, weights)).decode()
+        out.append(f'<p><img src="data:image/png;base64,{png}" alt="{html.escape(" ".join(words))}"></p>')
+    return ("<h2>Where the model looked</h2><p>Each word of the greedy caption of the first "
+            f"{len(out)} test images, with its attention over the picture's grid (brighter: more "
+            "weight).</p>" + "".join(out))
+
+
 def write_report(run_dir: str | Path, *, log: Callable[[str], None] | None = None,
                  progress: bool = False) -> Path:
     """Write `run_dir/report.html`; return its path.
@@ -331,5 +368,6 @@ def write_report(run_dir: str | Path, *, log: Callable[[str], None] | None = Non
         notes="".join(f"<p><small>{html.escape(n)}</small></p>" for n in notes),
         curves="".join(f'<img src="{src}" alt="{html.escape(alt)}"> ' for alt, src in curves)
         or "<p>no curves recorded</p>",
-        grid_intro=grid_intro, cards="".join(cards))
+        grid_intro=grid_intro, cards="".join(cards),
+        attention=_attention_maps(run_dir, shown["images"] if shown else []))
     return write_text_atomic(run_dir / "report.html", page)

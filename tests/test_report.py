@@ -98,3 +98,24 @@ def test_loss_curve_has_a_log_axis_so_the_first_iterations_do_not_flatten_the_re
     smoothed = ax.get_lines()[1].get_ydata()
     np.testing.assert_allclose(smoothed, smooth(loss, 20))
     plt.close(fig)
+
+
+def test_attention_report_shows_each_words_map_for_the_first_test_images(tiny_shapes, tmp_path):
+    """The report of an attention model draws its maps; their words are the greedy captions."""
+    import re
+
+    from rnncap.cli import main
+    from rnncap.report import ATTENTION_IMAGES
+
+    run = tmp_path / "att"
+    assert main(["train", "--data", str(tiny_shapes), "--format", "karpathy", "--epochs", "1",
+                 "--out", str(run), "--model", "attention", "--hidden-dim", "12", "--wordvec-dim", "8",
+                 "--attention-dim", "8", "--batch-size", "50", "--val-images", "5", "--no-progress"]) == 0
+    assert main(["evaluate", str(run), "--split", "test", "--no-meteor"]) == 0
+    assert main(["report", str(run)]) == 0
+    page = (run / "report.html").read_text()
+    assert "Where the model looked" in page
+    section = page[page.index("Where the model looked"):]
+    alts = re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+" alt="([^"]*)"', section)
+    greedy = json.loads((run / "eval-test-greedy.json").read_text())["images"]
+    assert alts == [rec["caption"] for rec in greedy[:ATTENTION_IMAGES]]
