@@ -694,7 +694,7 @@ def main(argv=None):
           f"{args.threads} BLAS thread(s) outside its parallel sections")
     print(f"load average start {info['loadavg_start']}, end {info['loadavg_end']}")
     if args.json:
-        from rnncap.checkpoint import write_text_atomic
+        from rnncap.atomic import write_text as write_text_atomic
 
         write_text_atomic(args.json, json.dumps({"machine": info, "sizes": SIZES, "args": vars(args),
                                                  "results": results}, indent=1, default=float))

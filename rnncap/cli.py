@@ -207,11 +207,13 @@ def _cmd_evaluate(args) -> int:
     r = restore(args.checkpoint)
     config = r.config
     if args.data:
+        if not Path(args.data).exists():  # never generate data at a mistyped path
+            raise FileNotFoundError(f"data folder {args.data} does not exist")
         config = cfg.with_overrides(config, {"data": {"path": args.data}})
-    elif config.data.format != "shapes" and not Path(config.data.path).exists():
+    elif config.data.path is None or not Path(config.data.path).exists():
         raise FileNotFoundError(f"the checkpoint's data folder {config.data.path} does not exist; "
                                 f"pass --data PATH")
-    data = load_run_data(config, progress=True)
+    data = load_run_data(config, progress=True, generate=False)
     if data["vocab"].idx_to_word != r.vocab.idx_to_word:
         raise ValueError(f"the vocabulary of {config.data.path} differs from the checkpoint's; "
                          f"evaluate on the data the model was trained on")
@@ -232,7 +234,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from rnncap.checkpoint import write_text_atomic
+    from rnncap.atomic import write_text
     from rnncap.evaluate import DecodeOptions, evaluate_and_save
     from rnncap.metrics import format_scores
     from rnncap.report import write_report
@@ -245,7 +247,7 @@ def _cmd_demo(args) -> int:
             raise FileExistsError(f"{out} exists and is not a demo run folder; choose another --out")
         shutil.rmtree(out)
     out.mkdir(parents=True)
-    write_text_atomic(out / _DEMO_MARK, "written by `rnncap demo`; the next demo replaces this folder\n")
+    write_text(out / _DEMO_MARK, "written by `rnncap demo`; the next demo replaces this folder\n")
     config = cfg.with_overrides(cfg.DEMO, {"data": {"path": str(Path(args.cache) / "shapes")}})
     if args.epochs:
         config = cfg.with_overrides(config, {"train": {"num_epochs": args.epochs}})
@@ -269,7 +271,7 @@ def _cmd_demo(args) -> int:
     say("[4/4] writing the report")
     timings = {"data_s": round(data_s, 1), "train_s": round(summary["timings"]["train_s"], 1),
                "eval_s": scores["eval_s"]}
-    write_text_atomic(out / "timings.json", json.dumps(timings, indent=1))
+    write_text(out / "timings.json", json.dumps(timings, indent=1))
     report = write_report(out)
     total = time.perf_counter() - t_start
     say("")

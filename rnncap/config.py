@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -123,8 +124,8 @@ def _choice(name, value, choices, allow_none=False):
 def _positive(name, value, allow_none=False):
     if value is None and allow_none:
         return
-    if not value > 0:
-        raise ConfigError(f"{name} must be > 0, got {value!r}")
+    if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
+        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
 
 
 def _check_type(name: str, value: Any, annotation: Any) -> Any:

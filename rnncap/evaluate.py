@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from rnncap import decode
-from rnncap.checkpoint import write_text_atomic
+from rnncap.atomic import write_text
 
 __all__ = ["DecodeOptions", "decode_features", "evaluate_split", "evaluate_and_save", "split_images"]
 
@@ -156,14 +156,19 @@ def evaluate_and_save(restored, data: dict, split: str, options: DecodeOptions, 
     """Evaluate a restored checkpoint (rnncap.run.Restored) and write the per-image results JSON.
 
     The file goes to `out`, or else to the run folder as eval-<split>-<method>.json; it holds the
-    checkpoint path, the scores (with the evaluation's wall time) and the per-image records.
+    checkpoint path, the scores (with the evaluation's wall time) and the per-image records. A
+    checkpoint outside a run folder (not in a `checkpoints/` folder) needs `out`.
     """
+    folder = restored.checkpoint.folder
+    if out is None and folder.parent.name != "checkpoints":
+        raise ValueError(f"checkpoint {folder} is not inside a run folder's checkpoints/; "
+                         f"say where to write the results (--out FILE)")
     t0 = time.perf_counter()
     scores, records = evaluate_split(restored.model, data, restored.vocab, split, options,
                                      limit=limit, meteor=meteor)
     scores = dict(scores, eval_s=round(time.perf_counter() - t0, 3))
     if out is None:
-        out = restored.checkpoint.folder.parent.parent / f"eval-{split}-{options.name}.json"
-    write_text_atomic(out, json.dumps({"checkpoint": str(restored.checkpoint.folder),
+        out = folder.parent.parent / f"eval-{split}-{options.name}.json"
+    write_text(out, json.dumps({"checkpoint": str(restored.checkpoint.folder),
                                        "scores": scores, "images": records}, indent=1))
     return scores, Path(out)

@@ -27,10 +27,11 @@ from pathlib import Path
 import numpy as np
 
 from rnncap import __version__
-from rnncap.checkpoint import (CheckpointError, pack, read_checkpoint, save_to_run, unpack,
-                               write_text_atomic)
+from rnncap.atomic import write_text
+from rnncap.checkpoint import CheckpointError, pack, read_checkpoint, save_to_run, unpack
 from rnncap.config import RunConfig, from_dict, to_dict
 from rnncap.evaluate import DecodeOptions, evaluate_split
+from rnncap.schema import check_training_checkpoint
 
 __all__ = ["TrainingError", "Restored", "train", "restore", "load_run_data", "say"]
 
@@ -57,16 +58,43 @@ class Restored:
     max_length: int  # tokens the model was trained to generate, <END> included
 
 
-def load_run_data(config: RunConfig, progress: bool = True) -> dict:
-    """Load the data a config names (generating the built-in dataset if needed)."""
+def load_run_data(config: RunConfig, progress: bool = True, generate: bool = True) -> dict:
+    """Load the data a config names.
+
+    The built-in shapes dataset is generated where it is missing only with `generate` (a new
+    training run asks for it; evaluating or resuming does not, so a mistyped or moved path
+    is an error instead of 12,000 new images there).
+    """
     from rnncap.data import load_data
 
     d = config.data
     opts = {"level": d.level, "min_count": d.min_count, "max_train": d.max_train,
             "progress": progress}
+    if d.format == "shapes":
+        opts["generate"] = generate
     if d.max_length is not None:
         opts["max_length"] = d.max_length
     return load_data(d.path, d.format, **opts)
+
+
+def check_training_memory(config: RunConfig, V: int, D: int, T: int) -> None:
+    """Refuse (MemoryEstimateError) sizes whose training could not fit in this machine's memory.
+
+    Counted: the parameters four times (values, gradients, two Adam moments) and one training
+    step's largest activations (rnncap.memory).
+    """
+    from rnncap import memory
+
+    m, t = config.model, config.train
+    itemsize = 4 if m.dtype == "float32" else 8
+    params = memory.model_bytes(V, D, m.wordvec_dim, m.hidden_dim, m.cell_type, itemsize,
+                                m.image_every_step)
+    step = memory.training_step_bytes(t.batch_size, T, V, m.wordvec_dim, m.hidden_dim,
+                                      m.cell_type, itemsize)
+    memory.require(4 * params + step,
+                   f"training with model.hidden_dim {m.hidden_dim}, model.wordvec_dim "
+                   f"{m.wordvec_dim}, train.batch_size {t.batch_size} ({V} words, {D}-d features, "
+                   f"{T} tokens per caption)")
 
 
 def _build_model(word_to_idx, input_dim: int, config: RunConfig):
@@ -80,20 +108,17 @@ def _build_model(word_to_idx, input_dim: int, config: RunConfig):
 
 def restore(path: str | Path) -> Restored:
     """Rebuild the model of a checkpoint (a checkpoint folder, or a run folder's latest)."""
-    from rnncap.data.vocab import Vocabulary
     from rnncap.model import CaptioningRNN
 
     ckpt = read_checkpoint(path)
+    checked = check_training_checkpoint(ckpt)  # every document's types and ranges, first
+    config, vocab = checked["config"], checked["vocab"]
     try:
-        config = from_dict(RunConfig, ckpt.documents["config"], f"{ckpt.folder}/config.json")
-        vocab = Vocabulary.from_json(ckpt.documents["vocab"], source=f"{ckpt.folder}/vocab.json")
         model = CaptioningRNN(vocab.word_to_idx, **ckpt.documents["model"])
-        weights = ckpt.arrays["weights"]
-        max_length = int(ckpt.documents["info"]["max_length"])
-    except KeyError as err:
-        raise CheckpointError(f"checkpoint {ckpt.folder} lacks {err}; it was not written by this rnncap") from None
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {ckpt.folder} is incompatible: {err}") from None
+    weights = ckpt.arrays["weights"]
+    max_length = ckpt.documents["info"]["max_length"]
     if set(weights) != set(model.params):
         raise CheckpointError(f"{ckpt.folder}/weights.npz holds {sorted(weights)}, the model needs "
                               f"{sorted(model.params)}")
@@ -167,13 +192,15 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
     if num_epochs is not None:
         config = from_dict(RunConfig, {"train": {"num_epochs": num_epochs}}, "num_epochs", base=config)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
+    write_text(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
 
     t0 = time.perf_counter()
     if data is None:
-        data = load_run_data(config, progress)
+        data = load_run_data(config, progress, generate=not resume)
     timings["data_s"] = time.perf_counter() - t0
     vocab = data["vocab"]
+    check_training_memory(config, len(vocab.idx_to_word), data["train_features"].shape[1],
+                          data["train_captions"].shape[1])
     model = _build_model(data["word_to_idx"], data["train_features"].shape[1], config)
     history: list = []
     if restored is not None:

@@ -33,24 +33,26 @@ FORMATS = ("cs231n", "karpathy", "coco", "shapes")
 
 def prepare_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test=1000,
                    min_objects=1, max_objects=2, image_size=64, captions_per_image=5,
-                   progress=True):
+                   progress=True, generate=True):
     """Generate the shapes dataset (no features); see rnncap.data.shapes.prepare_shapes."""
     from rnncap.data import shapes
 
     return shapes.prepare_shapes(cache_dir, seed=seed, num_train=num_train, num_val=num_val,
                                  num_test=num_test, min_objects=min_objects,
                                  max_objects=max_objects, image_size=image_size,
-                                 captions_per_image=captions_per_image, progress=progress)
+                                 captions_per_image=captions_per_image, progress=progress,
+                                 generate=generate)
 
 
 def load_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test=1000,
                 min_objects=1, max_objects=2, image_size=64, captions_per_image=5,
-                extractor_options=None, progress=False, **build_opts):
+                extractor_options=None, progress=False, generate=True, **build_opts):
     """The shapes dataset as a data dictionary, generating and featurising it if needed.
 
     Features come from the built-in extractor fitted on the training split;
     they and the saved extractor are cached inside the dataset folder, and
-    ``extractor_dir`` points at the extractor.
+    ``extractor_dir`` points at the extractor. ``generate=False`` only finds an
+    existing dataset (FileNotFoundError if there is none).
     """
     from rnncap.data.features import cached_split_features
     from rnncap.data.karpathy import parse_dataset_json
@@ -59,7 +61,7 @@ def load_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test=10
     folder = prepare_shapes(cache_dir, seed=seed, num_train=num_train, num_val=num_val,
                             num_test=num_test, min_objects=min_objects, max_objects=max_objects,
                             image_size=image_size, captions_per_image=captions_per_image,
-                            progress=progress)
+                            progress=progress, generate=generate)
     json_path = os.path.join(folder, "dataset.json")
     images, _, _ = parse_dataset_json(json_path)
     options = {"image_size": image_size, **(extractor_options or {})}

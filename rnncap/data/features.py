@@ -30,7 +30,6 @@ ground truth, or any data format; it sees pixels and file paths.
 
 import json
 import os
-import shutil
 
 import numpy as np
 
@@ -79,22 +78,11 @@ def load_extractor(folder):
 
 def _save_folder(folder, spec, arrays):
     """Write spec + arrays into ``folder`` atomically (temp folder, then rename)."""
-    folder = os.fspath(folder).rstrip(os.sep)
-    parent = os.path.dirname(folder) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = f"{folder}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    with open(os.path.join(tmp, SPEC_FILE), "w", encoding="utf-8") as f:
-        json.dump(spec, f, sort_keys=True, indent=1)
-    np.savez(os.path.join(tmp, ARRAYS_FILE), **arrays)
-    if os.path.isdir(folder):
-        old = f"{folder}.old-{os.getpid()}"
-        os.rename(folder, old)
-        os.rename(tmp, folder)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, folder)
+    from rnncap import atomic
+
+    with atomic.atomic_folder(folder, exists="replace") as tmp:
+        atomic.write_text(tmp / SPEC_FILE, json.dumps(spec, sort_keys=True, indent=1))
+        atomic.write_with(tmp / ARRAYS_FILE, lambda f: np.savez(f, **arrays))
 
 
 # ------------------------------------------------------------------ images
@@ -394,22 +382,18 @@ def cached_split_features(cache_root, split_paths, *, key="", name="randconv", o
         return feats, os.path.join(folder, "extractor")
     extractor = make_extractor(name, **options)
     feats = fit_extract_files(extractor, split_paths, batch_size=batch_size, progress=progress)
-    tmp = f"{folder}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    extractor.save(os.path.join(tmp, "extractor"))
-    for s, f in feats.items():
-        np.save(os.path.join(tmp, f"{s}.npy"), f)
-    try:
-        os.rename(tmp, folder)  # fails if the folder exists and is not empty
-    except OSError:
-        if not all(os.path.isfile(f) for f in files.values()):
-            # Something incomplete is in the way (not written by this function, which
-            # only ever renames complete folders into place): move it aside first.
-            stale = f"{folder}.stale-{os.getpid()}"
-            os.rename(folder, stale)
-            os.rename(tmp, folder)
-            shutil.rmtree(stale, ignore_errors=True)
-        else:  # another process finished first: keep its folder, drop ours
-            shutil.rmtree(tmp, ignore_errors=True)
+    from rnncap import atomic
+
+    atomic.remove_stale(cache_root, os.path.basename(folder))  # left by killed writers
+
+    def in_the_way(existing):
+        # Another process finished first: keep its folder (it holds the same features).
+        # Something incomplete (not written by this function, which only ever renames
+        # complete folders into place): replace it.
+        return "keep" if all(os.path.isfile(f) for f in files.values()) else "replace"
+
+    with atomic.atomic_folder(folder, exists=in_the_way) as tmp:
+        extractor.save(tmp / "extractor")
+        for s, f in feats.items():
+            atomic.write_with(tmp / f"{s}.npy", lambda fh, a=f: np.save(fh, a))
     return feats, os.path.join(folder, "extractor")

@@ -33,11 +33,11 @@ writes are raw text, read back by the Karpathy-format loader like real data.
 
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 
 import numpy as np
+
+from rnncap import atomic
 
 GENERATOR_VERSION = 2
 SHAPES = ("circle", "square", "triangle")
@@ -291,7 +291,7 @@ def dataset_dirname(params):
 
 def prepare_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test=1000,
                    min_objects=1, max_objects=2, image_size=64, captions_per_image=5,
-                   progress=True):
+                   progress=True, generate=True):
     """Generate the shapes dataset under ``cache_dir`` unless it is already there.
 
     Args:
@@ -303,6 +303,8 @@ def prepare_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test
         image_size: side of the square RGB images, in pixels.
         captions_per_image: captions per image (>= 5).
         progress: show a tqdm progress bar.
+        generate: False to only find an existing dataset (FileNotFoundError if there is
+            none), for commands that read data but were not asked to make any.
 
     Returns:
         Path of the dataset folder, holding ``dataset.json`` (Karpathy format,
@@ -318,21 +320,15 @@ def prepare_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test
     if final.exists():
         raise FileExistsError(f"{final} exists but holds no dataset.json: it is not a complete "
                               "shapes dataset (rnncap never leaves one half-written); remove it")
+    if not generate:
+        raise FileNotFoundError(f"no shapes dataset in {cache_dir} (looked for {final.name}/dataset.json); "
+                                "it is generated only by training (rnncap train --format shapes, "
+                                "rnncap demo)")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{final.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    atomic.remove_stale(cache_dir, final.name)  # what a killed generation left behind
+    # a concurrent writer that finished first made the same files: keep them
+    with atomic.atomic_folder(final, exists="keep") as tmp:
         _write_dataset(tmp, params, progress)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "dataset.json").is_file():  # not a concurrent writer's result
-                raise
-            shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 
