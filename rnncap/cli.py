@@ -308,6 +308,14 @@ def _set_threads(threads: int | None) -> None:
     threadpool_limits(threads or 1, user_api="blas")
 
 
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (an OSError without a message says what it is)."""
+    text = str(err) or type(err).__name__
+    if isinstance(err, OSError) and err.strerror and err.filename:
+        text = f"{err.strerror}: {err.filename}"
+    return " ".join(text.split())
+
+
 _COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "caption": _cmd_caption,
              "evaluate": _cmd_evaluate, "report": _cmd_report}
 
@@ -324,9 +332,13 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _COMMANDS[args.command](args)
-    except (cfg.ConfigError, CheckpointError, TrainingError, FileNotFoundError, FileExistsError,
-            ValueError) as err:
-        print(f"rnncap {args.command}: error: {err}", file=sys.stderr)
+    except (cfg.ConfigError, CheckpointError, TrainingError, OSError, ValueError) as err:
+        # OSError: a full disk, a read-only or missing folder, named by the error itself
+        print(f"rnncap {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except MemoryError:  # what rnncap.memory's estimates did not foresee
+        print(f"rnncap {args.command}: error: out of memory; try smaller sizes (--batch-size, "
+              f"--hidden-dim, --limit)", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"rnncap {args.command}: interrupted", file=sys.stderr)

@@ -28,8 +28,9 @@ import numpy as np
 
 from rnncap import __version__
 from rnncap.atomic import write_text
-from rnncap.checkpoint import CheckpointError, pack, read_checkpoint, save_to_run, unpack
-from rnncap.config import RunConfig, from_dict, to_dict
+from rnncap.checkpoint import (CheckpointError, find_latest, pack, read_checkpoint, save_to_run,
+                               unpack)
+from rnncap.config import RunConfig, from_dict, load_config, to_dict
 from rnncap.evaluate import DecodeOptions, evaluate_split
 from rnncap.schema import check_training_checkpoint
 
@@ -150,10 +151,192 @@ def _learning_rate(solver) -> float:
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise TrainingError(f"cannot append to {path}: {err.strerror or err}; the run's last "
+                            f"checkpoint is kept, resume with --resume once it can be written") from None
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write `text` atomically unless `path` already holds exactly that (a resume of a finished
+    run writes nothing)."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_text(path, text)
+
+
+def _prepare(config: RunConfig | None, run_dir: Path, resume: bool,
+             num_epochs: int | None) -> tuple[RunConfig, Restored | None]:
+    """The run's config (the checkpoint's own on resume) and what a resume restores.
+
+    A resume continues from the newest complete checkpoint when the `latest` pointer is missing
+    or broken, and starts afresh from the run's config.json when no checkpoint was completed
+    (a kill or a full disk during the first save); a new run is refused only where a complete
+    checkpoint exists.
+    """
+    restored = None
+    latest, note = find_latest(run_dir / "checkpoints")
+    if resume and latest is not None:
+        if note:
+            say(note)
+        restored = restore(latest)
+        config = restored.config
+    elif resume:
+        if not (run_dir / "config.json").is_file():
+            raise CheckpointError(f"{run_dir} holds no checkpoint and no config.json: nothing to resume")
+        say(f"{run_dir} holds no complete checkpoint; starting afresh from its config.json")
+        config = load_config(run_dir / "config.json")
+    elif config is None:
+        raise ValueError("a new run needs a config")
+    elif latest is not None:
+        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
+                              f"or choose a new --out folder")
+    if not resume and config.data.path is not None:  # evaluate/report/resume may run from another folder
+        config = from_dict(RunConfig, {"data": {"path": str(Path(config.data.path).resolve())}},
+                           "config", base=config)
+    if num_epochs is not None:
+        config = from_dict(RunConfig, {"train": {"num_epochs": num_epochs}}, "num_epochs", base=config)
+    return config, restored
+
+
+class _Trainer:
+    """One training run's bookkeeping around a CaptioningSolver, step by named step.
+
+    The solver trains; the trainer hooks into it at two points: `on_iteration` (stop
+    after a given iteration) and `on_epoch_end` (record the epoch, score a validation
+    subset, checkpoint). It owns the run folder's files and the current epoch's start
+    (first iteration, clock, learning rate), from which each metrics record is made.
+    """
+
+    def __init__(self, run_dir: Path, config: RunConfig, model, data: dict, history: list,
+                 stop_after: int | None):
+        self.run_dir = run_dir
+        self.config = config
+        self.model = model
+        self.data = data
+        self.vocab = data["vocab"]
+        self.history = history
+        self.stop_after = stop_after
+        self.metrics_path = run_dir / "metrics.jsonl"
+        self.val_options = DecodeOptions("greedy", max_length=data["train_captions"].shape[1] - 1)
+        self.checkpoint = None  # path of the last checkpoint written
+        self.saved_at = None  # the iteration it holds
+        self.epoch_first_t = 0  # the current epoch's first iteration (0-based)
+        self.epoch_started = time.perf_counter()
+        self.epoch_lr = config.train.learning_rate  # the rate the current epoch trains at
+
+    def make_solver(self, progress: bool, state: dict | None):
+        """The solver, fresh or (with `state`, a solver.state_dict()) where a run stopped."""
+        from rnncap.solver import CaptioningSolver
+
+        tc = self.config.train
+        hooks = {"iteration_callbacks": [self.on_iteration]} if self.stop_after is not None else {}
+        solver = CaptioningSolver(
+            self.model, self.data, update_rule=tc.update_rule,
+            optim_config={"learning_rate": tc.learning_rate}, lr_decay=tc.lr_decay,
+            batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False, progress=progress,
+            seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[self.on_epoch_end], **hooks)
+        if state is not None:
+            solver.load_state_dict(state)
+            if solver.epoch != solver.t // solver.iterations_per_epoch:
+                raise CheckpointError(
+                    f"the checkpoint's solver state is inconsistent: iteration {solver.t} is in "
+                    f"epoch {solver.t // solver.iterations_per_epoch} at "
+                    f"{solver.iterations_per_epoch} iterations per epoch, not {solver.epoch}")
+            # this epoch's mean loss covers its iterations from before the interruption too
+            self.epoch_first_t = solver.epoch * solver.iterations_per_epoch
+            self.epoch_lr = _learning_rate(solver)
+        return solver
+
+    def on_iteration(self, solver) -> None:
+        if self.stop_after is not None and solver.t >= self.stop_after:
+            solver.stop_requested = True
+
+    def on_epoch_end(self, solver) -> None:
+        rec = self.record(solver, "epoch")
+        say(self.epoch_line(solver, rec))
+        self.save(solver)
+        self.epoch_first_t = solver.t
+        self.epoch_started = time.perf_counter()
+        self.epoch_lr = _learning_rate(solver)
+
+    def record(self, solver, kind: str) -> dict:
+        """Append the current epoch's record ('epoch' or 'interrupted') to the history and
+        to metrics.jsonl; an epoch's record includes the validation scores."""
+        tc = self.config.train
+        losses = solver.loss_history[self.epoch_first_t:]
+        rec = {"kind": kind, "epoch": solver.epoch, "iteration": solver.t,
+               "train_loss": float(np.mean(losses)) if losses else None,
+               "learning_rate": self.epoch_lr,  # the rate this epoch trained at
+               "epoch_s": round(time.perf_counter() - self.epoch_started, 3)}
+        if kind == "epoch" and tc.val_images and "val_features" in self.data:
+            t = time.perf_counter()
+            scores, _ = evaluate_split(self.model, self.data, self.vocab, "val", self.val_options,
+                                       limit=tc.val_images, meteor=False)
+            rec["val"] = scores
+            rec["val_s"] = round(time.perf_counter() - t, 3)
+        self.history.append(rec)
+        _append_jsonl(self.metrics_path, rec)
+        return rec
+
+    def epoch_line(self, solver, rec: dict) -> str:
+        line = (f"epoch {solver.epoch}/{self.config.train.num_epochs}  iter {solver.t}  "
+                f"train loss {rec['train_loss']:.4f}  lr {rec['learning_rate']:.2e}")
+        val = rec.get("val", {})
+        for key, name in (("truth_rate", "truth"), ("Bleu_4", "BLEU-4"), ("CIDEr", "CIDEr")):
+            if key in val:
+                line += f"  val {name} {val[key]:.3f}"
+        return line
+
+    def save(self, solver) -> Path:
+        """Checkpoint the run as it is now (once per iteration count)."""
+        if self.saved_at != solver.t:
+            self.checkpoint = _save(self.run_dir, self.config, self.model, self.vocab, solver,
+                                    self.data, self.history, self.config.train.keep_checkpoints)
+            self.saved_at = solver.t
+        return self.checkpoint
+
+    def fit(self, solver) -> None:
+        """solver.train() with Ctrl-C turned into a clean stop; a non-finite loss into a
+        TrainingError."""
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum, frame):
+            if solver.stop_requested:  # a second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            solver.stop_requested = True
+            say("Ctrl-C: finishing this iteration, then saving a checkpoint (Ctrl-C again to abort)")
+
+        try:
+            signal.signal(signal.SIGINT, on_sigint)
+        except ValueError:  # not the main thread: no handler, Ctrl-C just raises
+            previous = None
+        try:
+            solver.train()
+        except FloatingPointError as err:
+            kept, _ = find_latest(self.run_dir / "checkpoints")
+            raise TrainingError(f"training stopped: {err}. " + (
+                f"The last good checkpoint, {kept}, is kept" if kept is not None else
+                "No checkpoint was saved before it")) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
+
+    def finish(self, solver) -> str:
+        """Record an interruption, write the last checkpoint; 'finished' or 'interrupted'."""
+        status = "interrupted" if solver.stop_requested and solver.t < solver.num_iterations else "finished"
+        if status == "interrupted":
+            self.record(solver, "interrupted")
+            say(f"stopped at iteration {solver.t}; resume with --resume")
+        self.save(solver)
+        return status
 
 
 def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False,
@@ -173,126 +356,42 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
         A summary: status ('finished' or 'interrupted'), checkpoint path, iterations, timings,
         final training loss and the last validation scores.
     """
-    from rnncap.solver import CaptioningSolver
-
     run_dir = Path(run_dir)
-    timings = {}
-    restored = None
-    if resume:
-        restored = restore(run_dir)
-        config = restored.config
-    elif config is None:
-        raise ValueError("a new run needs a config")
-    elif (run_dir / "checkpoints").exists():
-        raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
-                              f"or choose a new --out folder")
-    elif config.data.path is not None:  # evaluate/report/resume may run from another folder
-        config = from_dict(RunConfig, {"data": {"path": str(Path(config.data.path).resolve())}},
-                           "config", base=config)
-    if num_epochs is not None:
-        config = from_dict(RunConfig, {"train": {"num_epochs": num_epochs}}, "num_epochs", base=config)
+    config, restored = _prepare(config, run_dir, resume, num_epochs)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_text(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
+    _write_if_changed(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
 
     t0 = time.perf_counter()
     if data is None:
-        data = load_run_data(config, progress, generate=not resume)
-    timings["data_s"] = time.perf_counter() - t0
-    vocab = data["vocab"]
-    check_training_memory(config, len(vocab.idx_to_word), data["train_features"].shape[1],
+        data = load_run_data(config, progress, generate=restored is None)
+    timings = {"data_s": time.perf_counter() - t0}
+    check_training_memory(config, len(data["vocab"].idx_to_word), data["train_features"].shape[1],
                           data["train_captions"].shape[1])
     model = _build_model(data["word_to_idx"], data["train_features"].shape[1], config)
     history: list = []
+    state = None
     if restored is not None:
-        if restored.vocab.idx_to_word != vocab.idx_to_word:
+        if restored.vocab.idx_to_word != data["vocab"].idx_to_word:
             raise CheckpointError(f"the data's vocabulary differs from the checkpoint's in {run_dir}; "
                                   f"resume needs the same data")
         model.params.update(restored.model.params)
         history = list(restored.checkpoint.documents.get("history", []))
+        state = unpack(restored.checkpoint.documents["solver"],
+                       restored.checkpoint.arrays.get("solver", {}))
 
-    tc = config.train
-    val_options = DecodeOptions("greedy", max_length=data["train_captions"].shape[1] - 1)
-    metrics_path = run_dir / "metrics.jsonl"
-    epoch_start = {"t": 0, "time": time.perf_counter(), "lr": tc.learning_rate}
-    saved = {"t": None, "ckpt": None}
-
-    def record(solver, kind):
-        losses = solver.loss_history[epoch_start["t"]:]
-        rec = {"kind": kind, "epoch": solver.epoch, "iteration": solver.t,
-               "train_loss": float(np.mean(losses)) if losses else None,
-               "learning_rate": epoch_start["lr"],  # the rate this epoch trained at
-               "epoch_s": round(time.perf_counter() - epoch_start["time"], 3)}
-        if kind == "epoch" and tc.val_images and "val_features" in data:
-            t = time.perf_counter()
-            scores, _ = evaluate_split(model, data, vocab, "val", val_options,
-                                       limit=tc.val_images, meteor=False)
-            rec["val"] = scores
-            rec["val_s"] = round(time.perf_counter() - t, 3)
-        history.append(rec)
-        _append_jsonl(metrics_path, rec)
-        return rec
-
-    def on_epoch_end(solver):
-        rec = record(solver, "epoch")
-        line = (f"epoch {solver.epoch}/{tc.num_epochs}  iter {solver.t}  "
-                f"train loss {rec['train_loss']:.4f}  lr {rec['learning_rate']:.2e}")
-        val = rec.get("val", {})
-        for key, name in (("truth_rate", "truth"), ("Bleu_4", "BLEU-4"), ("CIDEr", "CIDEr")):
-            if key in val:
-                line += f"  val {name} {val[key]:.3f}"
-        say(line)
-        saved["ckpt"] = _save(run_dir, config, model, vocab, solver, data, history, tc.keep_checkpoints)
-        saved["t"] = solver.t
-        epoch_start.update(t=solver.t, time=time.perf_counter(), lr=_learning_rate(solver))
-
-    def on_iteration(solver):
-        if stop_after is not None and solver.t >= stop_after:
-            solver.stop_requested = True
-
-    solver = CaptioningSolver(
-        model, data, update_rule=tc.update_rule, optim_config={"learning_rate": tc.learning_rate},
-        lr_decay=tc.lr_decay, batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False,
-        progress=progress, seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[on_epoch_end],
-        **({"iteration_callbacks": [on_iteration]} if stop_after is not None else {}))
-    if restored is not None:
-        solver.load_state_dict(unpack(restored.checkpoint.documents["solver"],
-                                      restored.checkpoint.arrays.get("solver", {})))
-        solver.num_epochs = tc.num_epochs
-        solver.num_iterations = tc.num_epochs * solver.iterations_per_epoch
-        # this epoch's mean loss covers its iterations from before the interruption too
-        epoch_start.update(t=solver.epoch * solver.iterations_per_epoch, lr=_learning_rate(solver))
-
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_sigint(signum, frame):
-        if solver.stop_requested:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        solver.stop_requested = True
-        say("Ctrl-C: finishing this iteration, then saving a checkpoint (Ctrl-C again to abort)")
-
+    # metrics.jsonl holds exactly the records of the checkpoint resumed from: epochs logged
+    # after it by a run that was killed before its next save are dropped, not logged twice
+    _write_if_changed(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    trainer = _Trainer(run_dir, config, model, data, history, stop_after)
+    solver = trainer.make_solver(progress, state)
+    if restored is not None:  # what the checkpoint holds needs no second save
+        trainer.checkpoint, trainer.saved_at = restored.checkpoint.folder, solver.t
     t0 = time.perf_counter()
-    try:
-        signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread: no handler, Ctrl-C just raises
-        previous = None
-    try:
-        solver.train()
-    except FloatingPointError as err:
-        raise TrainingError(f"training stopped: {err}. The last good checkpoint is kept in "
-                            f"{run_dir / 'checkpoints'}") from None
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+    trainer.fit(solver)
     timings["train_s"] = time.perf_counter() - t0
-    status = "interrupted" if solver.stop_requested and solver.t < solver.num_iterations else "finished"
-    if status == "interrupted":
-        record(solver, "interrupted")
-        say(f"stopped at iteration {solver.t}; resume with --resume")
-    ckpt = saved["ckpt"]
-    if saved["t"] != solver.t:
-        ckpt = _save(run_dir, config, model, vocab, solver, data, history, tc.keep_checkpoints)
+    status = trainer.finish(solver)
     last_val = next((h["val"] for h in reversed(history) if "val" in h), None)
-    return {"status": status, "checkpoint": str(ckpt), "iterations": solver.t,
+    return {"status": status, "checkpoint": str(trainer.checkpoint), "iterations": solver.t,
             "num_iterations": solver.num_iterations, "timings": timings,
             "final_train_loss": history[-1]["train_loss"] if history else None,
-            "val": last_val, "model": model, "data": data, "vocab": vocab}
+            "val": last_val, "model": model, "data": data, "vocab": data["vocab"]}
