@@ -102,12 +102,26 @@ def check_training_checkpoint(ckpt: Checkpoint) -> dict:
                               f"got {model['dtype']!r:.60}")
     if not isinstance(model.get("image_every_step", False), bool):
         raise CheckpointError(f"{f}/model.json: image_every_step must be true or false")
+    # The sizes must be those of the stored weights (CS231n's parameter names), checked before
+    # a model of those sizes is built: an edited hidden_dim is refused, not allocated.
+    weights = ckpt.arrays["weights"]
+    V, D, W, H = (len(vocab.idx_to_word), dims["input_dim"], dims["wordvec_dim"], dims["hidden_dim"])
+    for name, shape in (("W_embed", (V, W)), ("W_proj", (D, H)), ("Wh", None)):
+        if name not in weights:
+            raise CheckpointError(f"{f}/weights.npz lacks {name}")
+        if shape is not None and weights[name].shape != shape:
+            raise CheckpointError(f"{f}/weights.npz: {name} has shape {weights[name].shape}, but "
+                                  f"model.json and vocab.json say {shape}")
+    if weights["Wh"].ndim != 2 or weights["Wh"].shape[0] != H:
+        raise CheckpointError(f"{f}/weights.npz: Wh has shape {weights['Wh'].shape}, but "
+                              f"model.json says hidden_dim {H}")
     itemsize = np.dtype(model["dtype"]).itemsize
-    memory.require(memory.model_bytes(len(vocab.idx_to_word), dims["input_dim"], dims["wordvec_dim"],
-                                      dims["hidden_dim"], model["cell_type"], itemsize,
-                                      model.get("image_every_step", False)),
-                   f"{f}/model.json: the model (hidden_dim {dims['hidden_dim']}, wordvec_dim "
-                   f"{dims['wordvec_dim']}, input_dim {dims['input_dim']})")
+    try:
+        memory.require(memory.model_bytes(V, D, W, H, model["cell_type"], itemsize,
+                                          model.get("image_every_step", False)),
+                       f"{f}/model.json: the model (hidden_dim {H}, wordvec_dim {W}, input_dim {D})")
+    except memory.MemoryEstimateError as err:
+        raise CheckpointError(str(err)) from None
 
     info = _object(f"{f}/info.json", docs["info"], ("max_length", "iteration", "epoch"))
     _int(f"{f}/info.json: max_length", info["max_length"], 1, _MAX_LENGTH_LIMIT)
@@ -115,7 +129,6 @@ def check_training_checkpoint(ckpt: Checkpoint) -> dict:
         raise CheckpointError(f"{f}/info.json: input_dim {info['input_dim']!r:.60} differs from "
                               f"model.json's {dims['input_dim']}")
 
-    weights = ckpt.arrays["weights"]
     for k, v in weights.items():
         if v.dtype != np.dtype(model["dtype"]):
             raise CheckpointError(f"{f}/weights.npz: {k} is {v.dtype}, the model is {model['dtype']}")

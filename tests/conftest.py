@@ -18,3 +18,22 @@ def tiny_train_flags():
     return ["--cell", "lstm", "--hidden-dim", "16", "--wordvec-dim", "8", "--batch-size", "50",
             "--val-images", "5", "--no-progress"]
 
+
+
+def _rehash(folder):
+    """Rewrite a checkpoint's manifest for its files as they now are: an edit that re-hashes."""
+    import json
+
+    from rnncap.checkpoint import _digest
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for rel in manifest["files"]:
+        p = folder / rel
+        manifest["files"][rel] = {"sha256": _digest(p), "bytes": p.stat().st_size}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.fixture
+def rehash():
+    """rehash(folder): re-sign a checkpoint after editing it, as a careful attacker would."""
+    return _rehash
