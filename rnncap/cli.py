@@ -168,13 +168,19 @@ def _cmd_caption(args) -> int:
 
     r = restore(args.checkpoint)
     if args.features:
+        from rnncap.data.karpathy import read_feature_file
+        from rnncap.data.layout import nonfinite_rows
+
         path = Path(args.features)
         if not path.is_file():
             raise FileNotFoundError(f"features file {path} does not exist")
-        try:
-            feats = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as err:
-            raise ValueError(f"{path} is not a .npy array file: {err}") from None
+        feats = np.asarray(read_feature_file(path))  # 2-D real numbers, or a ValueError naming it
+        bad = nonfinite_rows(feats)
+        if bad.size:
+            raise ValueError(f"{path}: row {bad[0]} holds NaN or infinite values ({bad.size} such rows)")
+        if feats.shape[1] != r.model.input_dim:
+            raise ValueError(f"{path}: features have shape {feats.shape}; the checkpoint's model "
+                             f"takes ({len(feats)}, {r.model.input_dim})")
         names = args.images or [f"{path.name}[{i}]" for i in range(len(feats))]
     elif args.images:
         from rnncap.data.features import extract_files, load_extractor

@@ -1,0 +1,153 @@
+"""Hostile input through the `rnncap` command: one line naming the file, field or flag; exit 1.
+
+Each case here once ended in a traceback or, worse, in a silent wrong result (issue 16).
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from rnncap.cli import main
+
+
+@pytest.fixture(scope="module")
+def run(tiny_shapes, tiny_train_flags, tmp_path_factory):
+    out = tmp_path_factory.mktemp("hostile") / "run"
+    assert main(["train", "--data", str(tiny_shapes), "--format", "karpathy", "--epochs", "1",
+                 "--out", str(out), *tiny_train_flags]) == 0
+    return out
+
+
+def _error(capsys, command):
+    """The CLI's stderr for a failing command: exactly one line starting 'rnncap CMD: error:'."""
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"rnncap {command}: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("flag, field", [("--lr-decay", "train.lr_decay"), ("--grad-clip", "train.grad_clip"),
+                                         ("--lr", "train.learning_rate")])
+def test_infinite_rates_are_refused_before_training(tiny_shapes, tmp_path, capsys, flag, field):
+    assert main(["train", "--data", str(tiny_shapes), "--out", str(tmp_path / "r"), flag, "inf"]) == 1
+    line = _error(capsys, "train")
+    assert field in line and "must be a finite number" in line
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("flag, value, says", [
+    ("--hidden-dim", "200000", "model.hidden_dim 200000"),
+    ("--wordvec-dim", "1000000000", "model.wordvec_dim 1000000000"),
+    ("--batch-size", "1000000000", "train.batch_size 1000000000"),
+    ("--max-length", "1000000000", "max_length 1000000000"),
+])
+def test_sizes_beyond_memory_are_refused_before_allocating(tiny_shapes, tiny_train_flags, tmp_path,
+                                                          capsys, flag, value, says):
+    flags = [f for f in tiny_train_flags]
+    if flag in flags:
+        i = flags.index(flag)
+        del flags[i:i + 2]
+    assert main(["train", "--data", str(tiny_shapes), "--format", "karpathy", "--out",
+                 str(tmp_path / "r"), *flags, flag, value]) == 1
+    line = _error(capsys, "train")
+    assert says in line and "would need at least" in line and "this machine has" in line
+
+
+def _as_shapes_checkpoint(run, tmp_path, rehash, data_path):
+    """A copy of `run` whose checkpoint says it was trained on the built-in shapes data."""
+    copy = shutil.copytree(run, tmp_path / "shapes-run")
+    from rnncap.checkpoint import resolve
+
+    folder = resolve(copy)
+    config = json.loads((folder / "config.json").read_text())
+    config["data"].update(format="shapes", path=str(data_path))
+    (folder / "config.json").write_text(json.dumps(config))
+    rehash(folder)
+    return copy
+
+
+def test_evaluate_never_generates_data_at_a_mistyped_path(run, tmp_path, rehash, capsys):
+    typo = tmp_path / "typo"
+    shapes_run = _as_shapes_checkpoint(run, tmp_path, rehash, tmp_path / "gone")
+    assert main(["evaluate", str(shapes_run), "--data", str(typo), "--no-meteor"]) == 1
+    assert str(typo) in _error(capsys, "evaluate")
+    assert main(["evaluate", str(shapes_run), "--no-meteor"]) == 1  # the checkpoint's path is gone
+    assert "gone" in _error(capsys, "evaluate")
+    typo.mkdir()  # an existing folder without the dataset: still nothing generated
+    assert main(["evaluate", str(shapes_run), "--data", str(typo), "--no-meteor"]) == 1
+    assert "no shapes dataset" in _error(capsys, "evaluate")
+    assert not (tmp_path / "gone").exists() and list(typo.iterdir()) == []
+
+
+def test_evaluate_outside_a_run_folder_writes_nowhere_unasked(run, tmp_path, capsys):
+    from rnncap.checkpoint import resolve
+
+    lone = shutil.copytree(resolve(run), tmp_path / "a" / "b" / "ckpt")
+    assert main(["evaluate", str(lone), "--no-meteor", "--limit", "2"]) == 1
+    assert "--out" in _error(capsys, "evaluate")
+    assert sorted(p.name for p in tmp_path.rglob("*.json") if p.parent.name != "ckpt"
+                  and "extractor" not in p.parts) == []
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"", "not a .npy array file"),
+    (lambda p: np.save(p, np.float32(3.0)), "2-D"),
+    (lambda p: np.save(p, np.ones((2, 3, 4), np.float32)), "2-D"),
+    (lambda p: np.save(p, np.ones((2, 512), np.complex64)), "real numbers"),
+    (lambda p: np.save(p, np.array([["a"] * 512])), "real numbers"),
+    (lambda p: np.save(p, np.ones((2, 7), np.float32)), "takes (2, 512)"),
+    (lambda p: np.save(p, np.full((2, 512), np.nan, np.float32)), "row 0 holds NaN"),
+    (lambda p: np.save(p, np.array([{"a": 1}], dtype=object)), "not a .npy array file"),
+])
+def test_caption_refuses_bad_features_files(run, tmp_path, capsys, content, says):
+    path = tmp_path / "f.npy"
+    if callable(content):
+        content(path)
+    else:
+        path.write_bytes(content)
+    assert main(["caption", str(run), "--features", str(path)]) == 1
+    line = _error(capsys, "caption")
+    assert str(path) in line and says in line
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("split", ["train"], "split must be a non-empty string"),
+    ("filename", 3, "filename must be a non-empty string"),
+    ("filepath", None, "filepath must be a string"),
+    ("sentences", [{"tokens": [1, 2]}], "sentences[0] has neither"),
+    ("objects", "oops", "objects must be a list"),
+])
+def test_training_refuses_dataset_json_fields_of_the_wrong_type(tiny_shapes, tmp_path, capsys,
+                                                                field, value, says):
+    data = tmp_path / "data"
+    data.mkdir()
+    d = json.loads((tiny_shapes / "dataset.json").read_text())
+    d["images"][4][field] = value
+    (data / "dataset.json").write_text(json.dumps(d))
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), "--no-progress"]) == 1
+    line = _error(capsys, "train")
+    assert "dataset.json: images[4]" in line and says in line
+
+
+def test_same_size_edit_of_a_checkpoints_config_is_refused_by_name(run, tmp_path, capsys):
+    from rnncap.checkpoint import resolve
+
+    copy = shutil.copytree(run, tmp_path / "run")
+    config = resolve(copy) / "config.json"
+    text = config.read_text()
+    edited = text.replace('"seed": 0', '"seed": 7')
+    assert edited != text and len(edited) == len(text)
+    config.write_text(edited)
+    assert main(["caption", str(copy), "--features", "x.npy"]) == 1
+    line = _error(capsys, "caption")
+    assert "config.json is corrupt: its SHA-256 does not match" in line
+
+
+def test_resume_after_the_latest_pointer_is_deleted(run, tmp_path, capsys):
+    copy = shutil.copytree(run, tmp_path / "run")
+    (copy / "checkpoints" / "latest").unlink()
+    assert main(["train", "--out", str(copy), "--resume", "--epochs", "2", "--no-progress"]) == 0
+    assert "latest is missing; using ckpt-" in capsys.readouterr().out
+    assert (copy / "checkpoints" / "latest").read_text().startswith("ckpt-")
