@@ -162,7 +162,8 @@ def from_dict(cls, data: dict, where: str = "config", base=None):
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+        shown = [k if k.isprintable() and k.strip() == k and k else repr(k) for k in unknown]
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(shown)}; "
                           f"known keys are {', '.join(fields)}")
     values = {}
     for name, f in fields.items():
