@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench clean
+.PHONY: demo test test-slow serve bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 -m slow
+
+# The web page and API over the demo's checkpoint (runs the demo first if there is none).
+serve: $(STAMP)
+	test -f runs/demo/checkpoints/latest || $(BIN)/rnncap demo
+	$(BIN)/rnncap serve runs/demo
 
 clean:
 	rm -rf $(VENV) .cache runs *.egg-info .pytest_cache

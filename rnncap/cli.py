@@ -5,6 +5,7 @@
     rnncap caption CHECKPOINT IMAGE... [--features FILE] [--method greedy|beam]
     rnncap evaluate CHECKPOINT --split val|test [--method greedy|beam]
     rnncap report RUN_DIR
+    rnncap serve CHECKPOINT_OR_RUN [--host 127.0.0.1] [--port 8000]
 
 Training flags are made from the fields of :mod:`rnncap.config`, so every hyperparameter has a flag
 of the right type and a config file and the flags can never disagree on names. A user's mistake
@@ -126,6 +127,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="write RUN_DIR/report.html")
     r.add_argument("run_dir", help="run folder")
+
+    s = sub.add_parser("serve", help="a web page and JSON API over a checkpoint (pip install 'rnncap[serve]')",
+                       description="Serve a checkpoint: a page to drop pictures on and a JSON API "
+                                   "(POST /api/caption, GET /api/model, /healthz, /docs).")
+    s.add_argument("checkpoint", help="checkpoint folder or run folder")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 for all)")
+    s.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    s.add_argument("--max-upload-mb", type=float, default=10.0,
+                   help="largest upload accepted, in MiB; bigger ones get 413 (default: 10)")
+    s.add_argument("--max-pixels", type=int, default=40_000_000,
+                   help="largest picture accepted, width x height; bigger ones get 400 (default: 40000000)")
     return p
 
 
@@ -322,8 +335,23 @@ def _one_line(err: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _cmd_serve(args) -> int:
+    from rnncap.serve import serve
+
+    if not 0 < args.port < 65536:
+        raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+    if args.max_upload_mb <= 0 or args.max_pixels < 1:
+        raise ValueError("--max-upload-mb and --max-pixels must be positive")
+    try:
+        serve(args.checkpoint, args.host, args.port, max_upload_mb=args.max_upload_mb,
+              max_pixels=args.max_pixels)
+    except ImportError as err:
+        raise ValueError(str(err)) from None
+    return 0
+
+
 _COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "caption": _cmd_caption,
-             "evaluate": _cmd_evaluate, "report": _cmd_report}
+             "evaluate": _cmd_evaluate, "report": _cmd_report, "serve": _cmd_serve}
 
 
 def main(argv: list[str] | None = None) -> int:
