@@ -253,7 +253,7 @@ def _read_manifest(folder: Path) -> dict[str, dict]:
     where = folder / MANIFEST
     try:
         manifest = json.loads(where.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, RecursionError) as err:
         raise CheckpointError(f"{where} is unreadable or corrupt: {err}") from None
     if not isinstance(manifest, dict) or "format_version" not in manifest or "files" not in manifest:
         raise CheckpointError(f"{where} is corrupt: expected an object with format_version and files")

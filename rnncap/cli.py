@@ -327,6 +327,12 @@ def _set_threads(threads: int | None) -> None:
     threadpool_limits(threads or 1, user_api="blas")
 
 
+# the flags that make each command need less memory, for its out-of-memory message
+_SIZE_FLAGS = {"train": "--batch-size, --hidden-dim, --wordvec-dim or --max-length",
+               "caption": "--beam-size or fewer images",
+               "evaluate": "--beam-size or --limit", "serve": "--max-pixels"}
+
+
 def _one_line(err: BaseException) -> str:
     """The error's message on one line (an OSError without a message says what it is)."""
     text = str(err) or type(err).__name__
@@ -371,8 +377,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rnncap {args.command}: error: {_one_line(err)}", file=sys.stderr)
         return 1
     except MemoryError:  # what rnncap.memory's estimates did not foresee
-        print(f"rnncap {args.command}: error: out of memory; try smaller sizes (--batch-size, "
-              f"--hidden-dim, --limit)", file=sys.stderr)
+        sizes = _SIZE_FLAGS.get(args.command, "")
+        print(f"rnncap {args.command}: error: out of memory" + (f"; smaller {sizes} need less" if sizes else ""),
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"rnncap {args.command}: interrupted", file=sys.stderr)

@@ -55,6 +55,8 @@ class DataConfig:
     max_train: int | None = field(default=None, metadata={"help": 'keep only this many training captions'})
 
     def __post_init__(self):
+        if self.path is not None and not self.path.strip():
+            raise ConfigError("data.path must name a folder, got an empty string")
         _choice("data.format", self.format, FORMATS, allow_none=True)
         _choice("data.level", self.level, LEVELS)
         _positive("data.max_length", self.max_length, allow_none=True)
@@ -203,6 +205,8 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ConfigError(f"config file {path} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is JSON nested too deeply to read") from None
     return from_dict(RunConfig, data, f"config file {path}", base=base)
 
 

@@ -353,11 +353,12 @@ def _replace(doc, path, value):
 
 
 DOCS = ["config.json", "model.json", "vocab.json", "info.json", "solver.json", "history.json",
-        "manifest.json"]
+        "manifest.json", "extractor/extractor.json"]
 
 
 def check_checkpoint(folder, name, pick, value, rehash):
     from rnncap.checkpoint import CheckpointError
+    from rnncap.data.features import load_extractor
     from rnncap.run import restore
 
     with tempfile.TemporaryDirectory() as d:
@@ -374,8 +375,9 @@ def check_checkpoint(folder, name, pick, value, rehash):
             assert isinstance(err, CheckpointError), f"{type(err).__name__}: {err}"
             _assert_own_error(err)
             assert str(copy) in str(err), str(err)
-        else:  # it loaded: then it is a usable model
+        else:  # it loaded: then it is a usable model, and `caption` can load its extractor
             assert all(np.isfinite(v).all() for v in r.model.params.values())
+            _loads_or_own_error(load_extractor, r.checkpoint.dirs["extractor"])
 
 
 @FAST

@@ -68,8 +68,10 @@ def load_extractor(folder):
             spec = json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f"{spec_path}: not valid JSON ({e})") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{spec_path}: expected a JSON object, got {type(spec).__name__}")
     name = spec.get("name")
-    if name not in _REGISTRY:
+    if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"{spec_path}: unknown extractor name {name!r}; known: {sorted(_REGISTRY)}")
     with np.load(arrays_path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
@@ -286,11 +288,23 @@ class RandomConvExtractor:
     @classmethod
     def from_saved(cls, spec, arrays, source="extractor"):
         try:
-            ex = cls(**spec["options"])
+            options = spec["options"]
             for key in ("filters", "mean", "components"):
                 if key not in arrays:
                     raise KeyError(key)
-        except (KeyError, TypeError) as e:
+            # integer options, and the saved filters' shape, before the seeded filters are made
+            if not isinstance(options, dict) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in options.values()):
+                raise TypeError(f"options must be non-negative integers, got {options!r:.80}")
+            k, K = options.get("filter_size", 5), options.get("num_filters", 64)
+            if arrays["filters"].shape != (k * k * 3, K):
+                raise ValueError(f"'filters' has shape {arrays['filters'].shape}, the options say "
+                                 f"{(k * k * 3, K)}")
+            ex = cls(**options)
+            ex.scale = float(spec.get("scale", 1.0))
+            if not np.isfinite(ex.scale):
+                raise ValueError(f"scale must be finite, got {ex.scale}")
+        except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{source}: saved extractor is incomplete or malformed ({e})") from None
         expect = {"filters": ex.filters.shape, "mean": (ex.raw_dim,),
                   "components": (ex.raw_dim, ex.dim)}
@@ -302,7 +316,6 @@ class RandomConvExtractor:
         ex.filters = arrays["filters"].astype(np.float32)
         ex.mean = arrays["mean"].astype(np.float32)
         ex.components = arrays["components"].astype(np.float32)
-        ex.scale = float(spec.get("scale", 1.0))
         return ex
 
 

@@ -256,4 +256,8 @@ class Vocabulary:
             raise FileNotFoundError(f"vocabulary file not found: {path}") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: JSON nested too deeply to read") from None
         return cls.from_json(d, source=path)
