@@ -151,3 +151,43 @@ def test_resume_after_the_latest_pointer_is_deleted(run, tmp_path, capsys):
     assert main(["train", "--out", str(copy), "--resume", "--epochs", "2", "--no-progress"]) == 0
     assert "latest is missing; using ckpt-" in capsys.readouterr().out
     assert (copy / "checkpoints" / "latest").read_text().startswith("ckpt-")
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+    ('{"images": [{"split": "train", "filename": "caf\xe9.png"}]}'.encode("latin-1"), "not UTF-8 text"),
+])
+def test_dataset_json_that_json_cannot_read_is_named(tmp_path, capsys, content, says):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "dataset.json").write_bytes(content)
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "r"), "--no-progress"]) == 1
+    line = _error(capsys, "train")
+    assert "dataset.json" in line and says in line
+
+
+def test_config_file_nested_too_deeply_is_named(tmp_path, capsys):
+    (tmp_path / "c.json").write_text("[" * 100000 + "]" * 100000)
+    assert main(["train", "--config", str(tmp_path / "c.json"), "--data", str(tmp_path),
+                 "--out", str(tmp_path / "r")]) == 1
+    assert "c.json is JSON nested too deeply" in _error(capsys, "train")
+
+
+def test_empty_data_path_is_not_the_current_folder(tmp_path, capsys):
+    (tmp_path / "c.json").write_text('{"data": {"path": ""}}')
+    assert main(["train", "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "r")]) == 1
+    assert "data.path must name a folder" in _error(capsys, "train")
+
+
+@pytest.mark.parametrize("spec", [[1, 2], {"name": ["randconv"]}, {"name": "randconv", "options": "x"},
+                                  {"name": "randconv", "options": {"num_filters": 10**12}},
+                                  {"name": "randconv", "options": {}, "scale": "big"}])
+def test_edited_extractor_spec_in_a_checkpoint_is_refused(run, tiny_shapes, tmp_path, rehash, capsys, spec):
+    from rnncap.checkpoint import resolve
+
+    copy = shutil.copytree(run, tmp_path / "run")
+    folder = resolve(copy)
+    (folder / "extractor" / "extractor.json").write_text(json.dumps(spec))
+    rehash(folder)
+    image = sorted((tiny_shapes / "images" / "test").glob("*.png"))[0]
+    assert main(["caption", str(copy), str(image)]) == 1
+    assert "extractor" in _error(capsys, "caption")
