@@ -61,6 +61,12 @@ def write_with(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        _unlink(tmp)
+        if err.errno is None or err.filename not in (str(tmp), tmp):
+            raise
+        # name the file the user asked for, not its temporary name
+        raise type(err)(err.errno, err.strerror, str(path)) from None
     except BaseException:
         _unlink(tmp)
         raise

@@ -94,3 +94,14 @@ def test_remove_tree_leaves_only_a_hidden_name_if_killed(tmp_path, monkeypatch):
     monkeypatch.undo()
     left = _names(tmp_path)
     assert len(left) == 1 and left[0].startswith(".ckpt-00000010.tmp-")  # never a half "ckpt-..."
+
+
+def test_errors_name_the_file_asked_for_not_its_temporary_name(tmp_path):
+    with pytest.raises(FileNotFoundError) as err:
+        atomic.write_text(tmp_path / "missing" / "out.json", "x")
+    assert err.value.filename == str(tmp_path / "missing" / "out.json")
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(IsADirectoryError) as err:
+        atomic.write_text(tmp_path / "adir", "x")
+    assert err.value.filename == str(tmp_path / "adir")
+    assert _names(tmp_path) == ["adir"] and _names(tmp_path / "adir") == []
