@@ -139,6 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest upload accepted, in MiB; bigger ones get 413 (default: 10)")
     s.add_argument("--max-pixels", type=int, default=40_000_000,
                    help="largest picture accepted, width x height; bigger ones get 400 (default: 40000000)")
+    s.add_argument("--max-batch", type=int, default=32,
+                   help="most concurrent requests decoded together (1: one at a time; default: 32)")
     return p
 
 
@@ -346,11 +348,11 @@ def _cmd_serve(args) -> int:
 
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
-    if args.max_upload_mb <= 0 or args.max_pixels < 1:
-        raise ValueError("--max-upload-mb and --max-pixels must be positive")
+    if args.max_upload_mb <= 0 or args.max_pixels < 1 or args.max_batch < 1:
+        raise ValueError("--max-upload-mb, --max-pixels and --max-batch must be positive")
     try:
         serve(args.checkpoint, args.host, args.port, max_upload_mb=args.max_upload_mb,
-              max_pixels=args.max_pixels)
+              max_pixels=args.max_pixels, max_batch=args.max_batch)
     except ImportError as err:
         raise ValueError(str(err)) from None
     return 0

@@ -15,7 +15,7 @@ __all__ = ["serve"]
 
 
 def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, *, max_upload_mb: float = 10.0,
-          max_pixels: int = 40_000_000, announce=print) -> None:
+          max_pixels: int = 40_000_000, max_batch: int = 32, announce=print) -> None:
     """Load `checkpoint` and serve it until interrupted.
 
     Raises:
@@ -31,7 +31,7 @@ def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, *, max_upload_m
     from rnncap.serve.captioner import Captioner, Limits
 
     limits = Limits(max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels)
-    app = create_app(Captioner(checkpoint, limits))
+    app = create_app(Captioner(checkpoint, limits), max_batch=max_batch)
     shown = f"[{host}]" if ":" in host else host
     announce(f"rnncap serve: {checkpoint} on http://{shown}:{port}/  (API docs: /docs; Ctrl-C stops)")
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -66,11 +66,11 @@ async def _image_from_multipart(request: Request, body: bytes) -> tuple[bytes, s
         await form.close()
 
 
-def create_app(captioner: Captioner) -> FastAPI:
-    """The FastAPI application serving `captioner`."""
+def create_app(captioner: Captioner, max_batch: int = 32) -> FastAPI:
+    """The FastAPI application serving `captioner`, decoding up to `max_batch` requests together."""
     app = FastAPI(title="rnncap", version=__import__("rnncap").__version__,
                   description="Image captioning with recurrent networks, in NumPy.")
-    batcher = Batcher(captioner.decode)
+    batcher = Batcher(captioner.decode, max_batch=max_batch)
     app.state.captioner, app.state.batcher = captioner, batcher
     app.router.add_event_handler("shutdown", batcher.close)
     limits = captioner.limits

@@ -198,7 +198,9 @@ class Captioner:
                     for h in beams.nbest[i]]
             out.append({"greedy": {"caption": vocab.decode_clean(greedy.tokens[i:i + 1])[0],
                                    "logprob": round(float(greedy.logprobs[i]), 4)},
-                        "beam_size": beam_size, "beam": alts})
+                        "beam_size": beam_size, "beam": alts,
+                        "out_of_distribution": None, "warning": None,
+                        "attention": None, "grid": None})
         return out
 
     def truth(self, caption: str, example: int) -> bool | None:
