@@ -46,12 +46,13 @@ def _command(data, run):
     return base + (["--data", str(data), *FLAGS] if fresh else ["--resume", "--no-progress"])
 
 
-def _writing(checkpoints: Path) -> bool:
-    """A checkpoint (or the latest pointer) is being written or an old one pruned."""
+def _temporaries(checkpoints: Path) -> set:
+    """Temporary names in checkpoints/: a checkpoint or the latest pointer being written, or an
+    old checkpoint being pruned (or what a killed process left of one)."""
     try:
-        return any(".tmp-" in e.name for e in os.scandir(checkpoints))
+        return {e.name for e in os.scandir(checkpoints) if ".tmp-" in e.name}
     except FileNotFoundError:
-        return False
+        return set()
 
 
 def _epochs(run):
@@ -74,7 +75,7 @@ def test_sigkill_at_random_moments_and_during_checkpoint_writes_then_resume_is_b
     duration = time.perf_counter() - t0
 
     run = tmp_path / "killed"
-    stats = {"kills": 0, "kills_during_writes": 0, "kills_at_random": 0, "corrupt": 0,
+    stats = {"kills": 0, "kills_during_writes": 0, "kills_other_moments": 0, "corrupt": 0,
              "resumes": 0, "finished_without_kill": 0}
     while True:
         proc = subprocess.Popen(_command(data, run), env=_env(), stdout=subprocess.DEVNULL,
@@ -82,8 +83,9 @@ def test_sigkill_at_random_moments_and_during_checkpoint_writes_then_resume_is_b
         if stats["kills"] < kills_wanted:
             during_write = stats["kills"] % 2 == 1
             deadline = time.perf_counter() + rng.uniform(0.0, 0.7 * duration)
+            leftovers = _temporaries(run / "checkpoints")  # of earlier kills, not this process's
             while proc.poll() is None:
-                if during_write and _writing(run / "checkpoints"):
+                if during_write and _temporaries(run / "checkpoints") - leftovers:
                     break
                 if not during_write and time.perf_counter() >= deadline:
                     break
@@ -92,8 +94,9 @@ def test_sigkill_at_random_moments_and_during_checkpoint_writes_then_resume_is_b
                 proc.send_signal(signal.SIGKILL)
                 proc.wait()
                 stats["kills"] += 1
-                in_write = _writing(run / "checkpoints")
-                stats["kills_during_writes" if in_write else "kills_at_random"] += 1
+                # this process was writing (or pruning) when it died: a temporary of its own is left
+                in_write = bool(_temporaries(run / "checkpoints") - leftovers)
+                stats["kills_during_writes" if in_write else "kills_other_moments"] += 1
                 latest, _ = find_latest(run / "checkpoints")
                 if latest is not None:
                     try:
