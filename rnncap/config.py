@@ -105,6 +105,8 @@ class TrainConfig:
         _positive("train.keep_checkpoints", self.keep_checkpoints)
         if self.val_images < 0:
             raise ConfigError(f"train.val_images must be >= 0, got {self.val_images}")
+        if self.seed < 0:  # NumPy's generators take non-negative seeds only
+            raise ConfigError(f"train.seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)

@@ -95,6 +95,7 @@ def test_evaluate_outside_a_run_folder_writes_nowhere_unasked(run, tmp_path, cap
     (b"", "not a .npy array file"),
     (lambda p: np.save(p, np.float32(3.0)), "2-D"),
     (lambda p: np.save(p, np.ones((2, 3, 4), np.float32)), "2-D"),
+    (lambda p: np.save(p, np.ones((2, 0), np.float32)), "D >= 1"),
     (lambda p: np.save(p, np.ones((2, 512), np.complex64)), "real numbers"),
     (lambda p: np.save(p, np.array([["a"] * 512])), "real numbers"),
     (lambda p: np.save(p, np.ones((2, 7), np.float32)), "takes (2, 512)"),
@@ -191,3 +192,9 @@ def test_edited_extractor_spec_in_a_checkpoint_is_refused(run, tiny_shapes, tmp_
     image = sorted((tiny_shapes / "images" / "test").glob("*.png"))[0]
     assert main(["caption", str(copy), str(image)]) == 1
     assert "extractor" in _error(capsys, "caption")
+
+
+def test_negative_seed_is_named_before_any_work(tiny_shapes, tmp_path, capsys):
+    assert main(["train", "--data", str(tiny_shapes), "--out", str(tmp_path / "r"), "--seed", "-1"]) == 1
+    assert "train.seed must be >= 0, got -1" in _error(capsys, "train")
+    assert not (tmp_path / "r").exists()

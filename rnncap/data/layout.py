@@ -47,8 +47,8 @@ def check_feature_array(a, path, what="features"):
     Complex numbers would lose their imaginary part in the float32 cast (NumPy only warns),
     booleans, strings, dates and records are no features at all.
     """
-    if a.ndim != 2:
-        raise ValueError(f"{path}: {what} must be 2-D (I, D), got shape {a.shape}")
+    if a.ndim != 2 or a.shape[1] == 0:
+        raise ValueError(f"{path}: {what} must be 2-D (I, D) with D >= 1, got shape {a.shape}")
     if a.dtype.kind not in "fiu":
         raise ValueError(f"{path}: {what} must be real numbers (float or int), got dtype {a.dtype}")
     return a
