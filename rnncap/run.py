@@ -202,6 +202,10 @@ def _prepare(config: RunConfig | None, run_dir: Path, resume: bool,
         config = from_dict(RunConfig, {"data": {"path": str(Path(config.data.path).resolve())}},
                            "config", base=config)
     if num_epochs is not None:
+        done = restored.checkpoint.documents["info"]["epoch"] if restored is not None else 0
+        if num_epochs < done:
+            raise ValueError(f"--epochs {num_epochs} is fewer than the {done} epochs the checkpoint "
+                             f"{restored.checkpoint.folder} has trained; a run cannot be shortened")
         config = from_dict(RunConfig, {"train": {"num_epochs": num_epochs}}, "num_epochs", base=config)
     return config, restored
 

@@ -299,3 +299,12 @@ def test_inconsistent_epoch_in_a_checkpoint_is_refused(tiny_shapes, tiny_data, t
     rehash(folder)
     with pytest.raises(CheckpointError, match="iteration 7 is in epoch 1"):
         train(None, tmp_path, resume=True, progress=False, data=tiny_data)
+
+
+def test_resume_cannot_shorten_a_run(uninterrupted, tiny_data, tmp_path):
+    """--epochs below what is done once reported '21/14 iterations' as finished."""
+    import shutil
+
+    run = shutil.copytree(uninterrupted[0], tmp_path / "run")
+    with pytest.raises(ValueError, match="--epochs 2 is fewer than the 3 epochs"):
+        train(None, run, resume=True, num_epochs=2, progress=False, data=tiny_data)
