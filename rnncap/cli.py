@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 import types
@@ -255,23 +254,24 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from rnncap.atomic import write_text
+    from rnncap.atomic import remove_tree, write_text
     from rnncap.evaluate import DecodeOptions, evaluate_and_save
     from rnncap.metrics import format_scores
     from rnncap.report import write_report
     from rnncap.run import load_run_data, restore, say, train
 
     t_start = time.perf_counter()
+    # the config first: a bad flag must not cost the previous demo its folder
+    config = cfg.with_overrides(cfg.DEMO, {"data": {"path": str(Path(args.cache) / "shapes")}})
+    if args.epochs is not None:  # --epochs 0 is an error, not the default
+        config = cfg.with_overrides(config, {"train": {"num_epochs": args.epochs}})
     out = Path(args.out)
     if out.exists():
         if not (out / _DEMO_MARK).exists():
             raise FileExistsError(f"{out} exists and is not a demo run folder; choose another --out")
-        shutil.rmtree(out)
+        remove_tree(out)
     out.mkdir(parents=True)
     write_text(out / _DEMO_MARK, "written by `rnncap demo`; the next demo replaces this folder\n")
-    config = cfg.with_overrides(cfg.DEMO, {"data": {"path": str(Path(args.cache) / "shapes")}})
-    if args.epochs:
-        config = cfg.with_overrides(config, {"train": {"num_epochs": args.epochs}})
     progress = not args.no_progress
     say(f"[1/4] shapes dataset and features in {config.data.path} (made once, then cached)")
     t0 = time.perf_counter()

@@ -198,3 +198,14 @@ def test_negative_seed_is_named_before_any_work(tiny_shapes, tmp_path, capsys):
     assert main(["train", "--data", str(tiny_shapes), "--out", str(tmp_path / "r"), "--seed", "-1"]) == 1
     assert "train.seed must be >= 0, got -1" in _error(capsys, "train")
     assert not (tmp_path / "r").exists()
+
+
+def test_demo_epochs_zero_is_an_error_not_the_default(tmp_path, capsys):
+    previous = tmp_path / "demo"
+    previous.mkdir()
+    (previous / ".rnncap-demo").write_text("a previous demo")
+    assert main(["demo", "--epochs", "0", "--out", str(previous), "--cache",
+                 str(tmp_path / "cache"), "--no-progress"]) == 1
+    assert "train.num_epochs must be a finite number > 0, got 0" in _error(capsys, "demo")
+    assert not (tmp_path / "cache").exists()
+    assert (previous / ".rnncap-demo").read_text() == "a previous demo"  # not thrown away first
