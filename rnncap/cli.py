@@ -5,6 +5,7 @@
     rnncap caption CHECKPOINT IMAGE... [--features FILE] [--method greedy|beam]
     rnncap evaluate CHECKPOINT --split val|test [--method greedy|beam]
     rnncap report RUN_DIR
+    rnncap classify IMAGE... [--json]  ImageNet top-5 with the pretrained backbone
     rnncap serve CHECKPOINT_OR_RUN [--host 127.0.0.1] [--port 8000]
 
 Training flags are made from the fields of :mod:`rnncap.config`, so every hyperparameter has a flag
@@ -127,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="write RUN_DIR/report.html")
     r.add_argument("run_dir", help="run folder")
 
+    k = sub.add_parser("classify", help="ImageNet top-5 of image files (the pretrained backbone)",
+                       description="Classify image files with the pretrained EfficientNet-Lite0 "
+                                   "backbone: the ImageNet classes it finds most probable.")
+    k.add_argument("images", nargs="+", help="image files")
+    k.add_argument("--top", type=int, default=5, help="how many classes per image")
+    k.add_argument("--json", action="store_true",
+                   help="print one JSON line per image: labels and probabilities, best first")
     s = sub.add_parser("serve", help="a web page and JSON API over a checkpoint (pip install 'rnncap[serve]')",
                        description="Serve a checkpoint: a page to drop pictures on and a JSON API "
                                    "(POST /api/caption, GET /api/model, /healthz, /docs).")
@@ -245,6 +253,21 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_classify(args) -> int:
+    from rnncap.vision.imagenet import classify_files
+
+    results = classify_files(args.images, k=args.top)
+    for name, top in zip(args.images, results):
+        if args.json:
+            print(json.dumps({"image": name, "labels": [n for n, _ in top],
+                              "probabilities": [round(p, 6) for _, p in top]}))
+        else:
+            print(name)
+            for label, p in top:
+                print(f"  {p:7.2%}  {label}")
+    return 0
+
+
 def _cmd_report(args) -> int:
     from rnncap.report import write_report
 
@@ -359,7 +382,8 @@ def _cmd_serve(args) -> int:
 
 
 _COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "caption": _cmd_caption,
-             "evaluate": _cmd_evaluate, "report": _cmd_report, "serve": _cmd_serve}
+             "evaluate": _cmd_evaluate, "report": _cmd_report, "serve": _cmd_serve,
+             "classify": _cmd_classify}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,8 @@ import numpy as np
 SPEC_FILE = "extractor.json"
 ARRAYS_FILE = "arrays.npz"
 _REGISTRY = {}
+# Extractors defined outside this module, imported the first time their name is asked for.
+_ELSEWHERE = {"efficientnet-lite0": "rnncap.vision.backbone", "onnx": "rnncap.vision.onnx_backbone"}
 
 
 def register_extractor(cls):
@@ -44,10 +46,18 @@ def register_extractor(cls):
     return cls
 
 
+def _registered(name):
+    if name not in _REGISTRY and name in _ELSEWHERE:
+        import importlib
+
+        importlib.import_module(_ELSEWHERE[name])
+    return name in _REGISTRY
+
+
 def make_extractor(name="randconv", **options):
     """A new (unfitted) extractor by registry name."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown feature extractor {name!r}; known: {sorted(_REGISTRY)}")
+    if not _registered(name):
+        raise ValueError(f"unknown feature extractor {name!r}; known: {sorted(set(_REGISTRY) | set(_ELSEWHERE))}")
     return _REGISTRY[name](**options)
 
 
@@ -71,8 +81,8 @@ def load_extractor(folder):
     if not isinstance(spec, dict):
         raise ValueError(f"{spec_path}: expected a JSON object, got {type(spec).__name__}")
     name = spec.get("name")
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"{spec_path}: unknown extractor name {name!r}; known: {sorted(_REGISTRY)}")
+    if not isinstance(name, str) or not _registered(name):
+        raise ValueError(f"{spec_path}: unknown extractor name {name!r}; known: {sorted(set(_REGISTRY) | set(_ELSEWHERE))}")
     with np.load(arrays_path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     return _REGISTRY[name].from_saved(spec, arrays, source=folder)
@@ -90,37 +100,22 @@ def _save_folder(folder, spec, arrays):
 # ------------------------------------------------------------------ images
 
 def load_image(path, size):
-    """Read any image file as uint8 RGB (size, size, 3).
+    """Read any image file as uint8 RGB (size, size, 3), squashed to a square.
 
-    Grayscale is repeated over the channels; transparency is composited over
-    white; palette and 16-bit images are converted.
+    Decoding, orientation, colour conversion and refusals of bad files are
+    :func:`rnncap.vision.image.open_rgb`'s, shared with the pretrained backbones.
 
     Raises:
-        FileNotFoundError, or ValueError naming the file if it is not an image.
+        FileNotFoundError, or ValueError (``ImageError``) naming the file.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"image file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                rgba = im.convert("RGBA")
-                im = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                im.alpha_composite(rgba)
-            elif im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
-                a = np.asarray(im, dtype=np.float64)
-                lo, hi = float(a.min()), float(a.max())
-                a = (a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)
-                im = Image.fromarray(a.astype(np.uint8))
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"{path}: cannot be read as an image ({e})") from None
+    from rnncap.vision.image import open_rgb
+
+    im = open_rgb(path)
+    if im.size != (size, size):
+        im = im.resize((size, size), Image.Resampling.BILINEAR)
+    return np.asarray(im, dtype=np.uint8)
 
 
 def resize_batch(images, size):
@@ -170,15 +165,22 @@ def extract_files(extractor, paths, batch_size=256, progress=False, raw=False):
             to fit the PCA.
 
     Returns:
-        float32 (N, D).
+        float32 (N, D), or (N, *extractor.feature_shape) for extractors that have one.
     """
     paths = [os.fspath(p) for p in paths]
     size = extractor.image_size
-    dim = extractor.raw_dim if raw else extractor.dim
-    out = np.empty((len(paths), dim), dtype=np.float32)
+    # An extractor may read files its own way (a backbone crops them: ``read_image``, then
+    # ``extract_prepared``) and give grids, not vectors (``feature_shape``).
+    own_read = getattr(extractor, "read_image", None)
+    read = own_read or (lambda p: load_image(p, size))
+    run = extractor.extract_prepared if own_read else (
+        extractor.raw_features if raw else extractor.extract)
+    shape = (extractor.raw_dim,) if raw and not own_read else tuple(
+        getattr(extractor, "feature_shape", (extractor.dim,)))
+    out = np.empty((len(paths),) + shape, dtype=np.float32)
     for s in _batches(len(paths), batch_size, progress, f"features ({extractor.name})"):
-        images = np.stack([load_image(p, size) for p in paths[s:s + batch_size]])
-        out[s:s + len(images)] = extractor.raw_features(images) if raw else extractor.extract(images)
+        images = np.stack([read(p) for p in paths[s:s + batch_size]])
+        out[s:s + len(images)] = run(images)
     return out
 
 

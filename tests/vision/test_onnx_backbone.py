@@ -1,0 +1,94 @@
+"""A user's ONNX model as a backbone, on a tiny graph built here with onnx.helper."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rnncap.data.features import extract_files, load_extractor
+from rnncap.vision.backbone import make_backbone
+
+onnx = pytest.importorskip("onnx")  # the test extra installs onnx and onnxruntime
+pytest.importorskip("onnxruntime")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+PRE = {"size": 16, "crop_fraction": 1.0, "mean": [0, 0, 0], "std": [255, 255, 255]}
+
+
+def tiny_model(path, pooled=True, seed=0):
+    """image (N, 3, 16, 16) -> 3x3 conv (4 filters, pad 1) -> ReLU [-> global mean -> (N, 4)]."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["image", "w", "b"], ["conv"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["conv"], ["relu"])]
+    if pooled:
+        nodes += [helper.make_node("GlobalAveragePool", ["relu"], ["gap"]),
+                  helper.make_node("Flatten", ["gap"], ["features"])]
+        out = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 4])
+    else:
+        nodes += [helper.make_node("Identity", ["relu"], ["features"])]
+        out = helper.make_tensor_value_info("features", TensorProto.FLOAT, ["N", 4, 16, 16])
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 16, 16])],
+        [out], initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return w, b
+
+
+def numpy_reference(pixels, w, b):
+    """The same network by hand: (N, 16, 16, 3) uint8 -> (N, 16, 16, 4) ReLU maps."""
+    x = np.pad(pixels / 255.0, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    win = np.lib.stride_tricks.sliding_window_view(x, (3, 3), axis=(1, 2))  # (N, 16, 16, 3, 3, 3)
+    return np.maximum(np.einsum("nhwcij,ocij->nhwo", win, w) + b, 0)
+
+
+def test_onnx_model_features_equal_the_same_network_by_hand(tmp_path):
+    w, b = tiny_model(tmp_path / "m.onnx")
+    ex = make_backbone(f"onnx:{tmp_path / 'm.onnx'}", preprocessing=PRE)
+    assert ex.dim == 4 and ex.feature_shape == (4,) and ex.layout == "nchw"
+    pixels = np.random.default_rng(1).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    np.testing.assert_allclose(ex.extract(pixels), numpy_reference(pixels, w, b).mean(axis=(1, 2)),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_feature_maps_give_pooled_or_grid(tmp_path):
+    w, b = tiny_model(tmp_path / "g.onnx", pooled=False)
+    pixels = np.random.default_rng(2).integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    ref = numpy_reference(pixels, w, b)
+    grid = make_backbone(f"onnx:{tmp_path / 'g.onnx'}", output="grid", preprocessing=PRE)
+    assert grid.feature_shape == (16, 16, 4)
+    np.testing.assert_allclose(grid.extract(pixels), ref, rtol=1e-5, atol=1e-5)
+    pooled = make_backbone(f"onnx:{tmp_path / 'g.onnx'}", preprocessing=PRE)
+    np.testing.assert_allclose(pooled.extract(pixels), ref.mean(axis=(1, 2)), rtol=1e-5, atol=1e-5)
+
+
+def test_saved_spec_reloads_and_refuses_a_changed_model(tmp_path):
+    from PIL import Image
+
+    tiny_model(tmp_path / "m.onnx")
+    ex = make_backbone(f"onnx:{tmp_path / 'm.onnx'}", preprocessing=PRE)
+    ex.save(tmp_path / "ex")
+    spec = json.loads((tmp_path / "ex" / "extractor.json").read_text())
+    assert spec["name"] == "onnx" and spec["sha256"] == ex.sha256 and spec["path"] == str(tmp_path / "m.onnx")
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    again = load_extractor(tmp_path / "ex")
+    np.testing.assert_array_equal(extract_files(again, [tmp_path / "a.png"]),
+                                  extract_files(ex, [tmp_path / "a.png"]))
+    tiny_model(tmp_path / "m.onnx", seed=1)  # the file changes under the checkpoint
+    with pytest.raises(ValueError, match=r"m\.onnx has changed"):
+        load_extractor(tmp_path / "ex")
+
+
+def test_bad_models_are_named(tmp_path):
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match=r"junk\.onnx: ONNX Runtime cannot load it"):
+        make_backbone(f"onnx:{tmp_path / 'junk.onnx'}")
+    with pytest.raises(FileNotFoundError, match="none.onnx"):
+        make_backbone(f"onnx:{tmp_path / 'none.onnx'}")
+    tiny_model(tmp_path / "v.onnx")
+    with pytest.raises(ValueError, match="it has no grid"):
+        make_backbone(f"onnx:{tmp_path / 'v.onnx'}", output="grid", preprocessing=PRE)
