@@ -209,3 +209,63 @@ def test_demo_epochs_zero_is_an_error_not_the_default(tmp_path, capsys):
     assert "train.num_epochs must be a finite number > 0, got 0" in _error(capsys, "demo")
     assert not (tmp_path / "cache").exists()
     assert (previous / ".rnncap-demo").read_text() == "a previous demo"  # not thrown away first
+
+
+def _png_claiming(path, width, height):
+    """A 1x1 PNG whose header claims width x height: a decompression bomb's first bytes."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (1, 1)).save(buf, format="PNG")
+    raw = bytearray(buf.getvalue())
+    ihdr = raw[12:29]  # b"IHDR" + 13 bytes of header
+    ihdr[4:12] = struct.pack(">II", width, height)
+    raw[12:29] = ihdr
+    raw[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(raw))
+    return path
+
+
+def _damaged_images(tiny_shapes, folder):
+    """name -> (path, what the message must say): a bomb, a flipped byte, a truncated file."""
+    good = sorted((tiny_shapes / "images" / "test").glob("*.png"))[0].read_bytes()
+    folder.mkdir(exist_ok=True)
+    flipped = bytearray(good)
+    idat = good.index(b"IDAT") + 20
+    flipped[idat] ^= 0xFF
+    (folder / "flipped.png").write_bytes(bytes(flipped))
+    (folder / "truncated.png").write_bytes(good[:len(good) // 2])
+    (folder / "empty.png").write_bytes(b"")
+    return {"bomb": (_png_claiming(folder / "bomb.png", 30000, 30000), "decompression bomb"),
+            "flipped": (folder / "flipped.png", "corrupt"),
+            "truncated": (folder / "truncated.png", "corrupt or truncated"),
+            "empty": (folder / "empty.png", "empty file")}
+
+
+@pytest.mark.parametrize("kind", ["bomb", "flipped", "truncated", "empty"])
+def test_caption_refuses_damaged_images_in_one_line(run, tiny_shapes, tmp_path, capsys, kind):
+    path, says = _damaged_images(tiny_shapes, tmp_path)[kind]
+    assert main(["caption", str(run), str(path)]) == 1
+    line = _error(capsys, "caption")
+    assert str(path) in line and says in line
+
+
+def test_training_refuses_a_damaged_image_in_one_line(tiny_shapes, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(tiny_shapes, data, ignore=shutil.ignore_patterns("features-*"))
+    victim = sorted((data / "images" / "train").glob("*.png"))[3]
+    damaged = _damaged_images(tiny_shapes, tmp_path / "bad")
+    shutil.copyfile(damaged["flipped"][0], victim)
+    assert main(["train", "--data", str(data), "--format", "karpathy", "--out", str(tmp_path / "r"),
+                 "--no-progress", "--epochs", "1"]) == 1
+    line = _error(capsys, "train")
+    assert str(victim) in line and "corrupt" in line
+    _png_claiming(victim, 30000, 30000)
+    assert main(["train", "--data", str(data), "--format", "karpathy", "--out", str(tmp_path / "r2"),
+                 "--no-progress", "--epochs", "1"]) == 1
+    line = _error(capsys, "train")
+    assert str(victim) in line and "decompression bomb" in line

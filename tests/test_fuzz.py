@@ -316,6 +316,69 @@ def test_vocabulary_files_load_or_name_the_error_thoroughly(doc):
     check_vocab(doc)
 
 
+# ------------------------------------------------------------------ image files
+
+image_specs = st.tuples(
+    st.sampled_from(["1", "L", "P", "RGB", "RGBA", "LA", "I;16", "I", "F", "CMYK"]),
+    st.integers(1, 12), st.integers(1, 12),
+    st.sampled_from(["PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP"]),
+    st.integers(0, 2**32 - 1),
+    st.one_of(st.none(), st.tuples(st.just("flip"), st.floats(0, 1), st.integers(1, 255)),
+              st.tuples(st.just("truncate"), st.floats(0, 1), st.just(0)),
+              st.tuples(st.just("garbage"), st.floats(0, 1), st.integers(0, 255))))
+
+
+def _encode(mode, w, h, fmt, seed):
+    import io
+
+    from hypothesis import assume
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    im = Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).convert(mode)
+    buf = io.BytesIO()
+    try:
+        im.save(buf, format=fmt)
+    except (OSError, ValueError, KeyError):
+        assume(False)  # Pillow cannot write this mode in this format
+    return buf.getvalue()
+
+
+def check_image(spec):
+    from rnncap.data.features import load_image
+
+    mode, w, h, fmt, seed, damage = spec
+    raw = bytearray(_encode(mode, w, h, fmt, seed))
+    if damage is not None:
+        kind, where, byte = damage
+        i = min(int(where * len(raw)), len(raw) - 1)
+        if kind == "flip":
+            raw[i] ^= byte
+        elif kind == "truncate":
+            raw = raw[:i]
+        else:
+            raw = bytearray(np.random.default_rng(byte).integers(0, 256, len(raw), dtype=np.uint8))
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / f"picture.{fmt.lower()}"
+        path.write_bytes(bytes(raw))
+        pixels = _loads_or_own_error(load_image, path, 8, path=path)
+        if pixels is not None:
+            assert pixels.shape == (8, 8, 3) and pixels.dtype == np.uint8
+
+
+@FAST
+@given(spec=image_specs)
+def test_image_files_load_or_name_the_error(spec):
+    check_image(spec)
+
+
+@pytest.mark.slow
+@THOROUGH
+@given(spec=image_specs)
+def test_image_files_load_or_name_the_error_thoroughly(spec):
+    check_image(spec)
+
+
 # ------------------------------------------------------------------ checkpoint documents
 
 
