@@ -92,8 +92,9 @@ def _check_split(data, split, vocab_size, files):
     """Shapes and index ranges of one split; errors name file, key and shapes."""
     caps, idxs, feats = (data[f"{split}_{k}"] for k in ("captions", "image_idxs", "features"))
     cap_file, feat_file = files
-    if caps.ndim != 2:
-        raise ValueError(f"{cap_file}: '{split}_captions' must be 2-D (M, T), got shape {caps.shape}")
+    if caps.ndim != 2 or caps.shape[1] < 2:
+        raise ValueError(f"{cap_file}: '{split}_captions' must be 2-D (M, T) with T >= 2 "
+                         f"(<START> ... <END>), got shape {caps.shape}")
     if idxs.shape != (caps.shape[0],):
         raise ValueError(
             f"{cap_file}: '{split}_image_idxs' has shape {idxs.shape} but '{split}_captions' "
