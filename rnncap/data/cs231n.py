@@ -85,6 +85,8 @@ def _read_h5(f, key, path):
 def _as_dtype(a, dtype, path, key):
     if dtype == np.int32 and not np.issubdtype(a.dtype, np.integer):
         raise ValueError(f"{path}: '{key}' must hold integers, got dtype {a.dtype}")
+    if dtype == np.float32:  # before the cast, which would drop an imaginary part with a warning
+        check_feature_array(a, path, f"'{key}'")
     return a.astype(dtype, copy=False)
 
 
