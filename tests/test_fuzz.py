@@ -243,6 +243,50 @@ def test_h5_features_load_or_name_the_error_thoroughly(layout):
     check_h5_features(layout)
 
 
+def check_cs231n(key, value):
+    import h5py
+
+    from rnncap.data.cs231n import load_coco_data, write_coco_folder
+
+    words = ["<NULL>", "<START>", "<END>", "<UNK>", "a", "b"]
+    data = {"idx_to_word": words}
+    for s in ("train", "val"):
+        data[f"{s}_captions"] = np.tile(np.array([[1, 4, 5, 2, 0]], np.int32), (6, 1))
+        data[f"{s}_image_idxs"] = np.arange(6, dtype=np.int32) % 3
+        data[f"{s}_features"] = np.ones((3, 4), np.float32)
+        data[f"{s}_urls"] = np.array(["u0", "u1", "u2"])
+    with tempfile.TemporaryDirectory() as d:
+        write_coco_folder(d, data)
+        name = "coco2014_captions.h5" if "captions" in key or "idxs" in key else key.split(":")[0]
+        dataset = key.split(":")[-1]
+        with h5py.File(Path(d) / name, "a") as f:
+            del f[dataset]
+            if value is None:
+                f.create_group(dataset)
+            else:
+                f[dataset] = value
+        out = _loads_or_own_error(load_coco_data, d)
+        if out is not None:
+            assert out["train_captions"].dtype == np.int32 and out["train_features"].dtype == np.float32
+
+
+cs231n_keys = st.sampled_from(["train_captions", "val_captions", "train_image_idxs", "val_image_idxs",
+                               "train2014_vgg16_fc7_pca.h5:features"])
+
+
+@FAST
+@given(key=cs231n_keys, value=st.none() | h5_arrays)
+def test_cs231n_folder_loads_or_names_the_error(key, value):
+    check_cs231n(key, value)
+
+
+@pytest.mark.slow
+@THOROUGH
+@given(key=cs231n_keys, value=st.none() | h5_arrays)
+def test_cs231n_folder_loads_or_names_the_error_thoroughly(key, value):
+    check_cs231n(key, value)
+
+
 # ------------------------------------------------------------------ config and vocabulary files
 
 
