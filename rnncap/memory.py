@@ -25,12 +25,27 @@ class MemoryEstimateError(ValueError):
     """What was asked for needs more memory than this machine has."""
 
 
+_CGROUP_LIMITS = ("/sys/fs/cgroup/memory.max",                     # cgroup v2
+                  "/sys/fs/cgroup/memory/memory.limit_in_bytes")    # cgroup v1
+
+
 def physical_bytes() -> int | None:
-    """The machine's physical memory in bytes (None where the OS does not say)."""
+    """The memory this process may use, in bytes: the machine's physical memory, or a container's
+    (cgroup) limit when that is lower, since going past it is a SIGKILL, not a MemoryError.
+    None where the OS says neither."""
     try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (AttributeError, ValueError, OSError):
-        return None
+        total = None
+    for path in _CGROUP_LIMITS:
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and (total is None or int(text) < total):
+            total = int(text)
+    return total
 
 
 def format_bytes(n: float) -> str:
