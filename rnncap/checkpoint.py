@@ -144,9 +144,9 @@ def write_checkpoint(folder: str | Path, *, documents: dict[str, Any],
     texts = {name: json.dumps(doc, indent=1, allow_nan=False).encode() for name, doc in documents.items()}
     with atomic.atomic_folder(folder) as tmp:
         for name, text in texts.items():
-            _write_synced(tmp / f"{name}.json", lambda f, t=text: f.write(t))
+            atomic.write_bytes(tmp / f"{name}.json", text)
         for name, named in named_arrays.items():
-            _write_synced(tmp / f"{name}.npz", lambda f, a=named: np.savez(f, **a))
+            atomic.write_with(tmp / f"{name}.npz", lambda f, a=named: np.savez(f, **a))
         for name, src in (dirs or {}).items():
             shutil.copytree(src, tmp / name)
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
@@ -154,18 +154,8 @@ def write_checkpoint(folder: str | Path, *, documents: dict[str, Any],
                     "files": {p.relative_to(tmp).as_posix(): {"sha256": _digest(p), "bytes": p.stat().st_size}
                               for p in files}}
         text = json.dumps(manifest, indent=1).encode()
-        _write_synced(tmp / MANIFEST, lambda f: f.write(text))
+        atomic.write_bytes(tmp / MANIFEST, text)
     return folder
-
-
-def _write_synced(path: Path, write) -> None:
-    """Write a file inside a temporary checkpoint folder (the folder's rename makes it atomic)."""
-    import os
-
-    with open(path, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _sort_key(folder: Path) -> tuple:
