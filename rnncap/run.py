@@ -157,8 +157,10 @@ def _append_jsonl(path: Path, record: dict) -> None:
             f.flush()
             os.fsync(f.fileno())
     except OSError as err:
-        raise TrainingError(f"cannot append to {path}: {err.strerror or err}; the run's last "
-                            f"checkpoint is kept, resume with --resume once it can be written") from None
+        kept, _ = find_latest(path.parent / "checkpoints")
+        raise TrainingError(f"cannot append to {path}: {err.strerror or err}; " + (
+            f"the last checkpoint, {kept}, is kept: resume with --resume once the folder can be "
+            f"written" if kept is not None else "no checkpoint was saved before it")) from None
 
 
 def _write_if_changed(path: Path, text: str) -> None:

@@ -280,8 +280,16 @@ def test_read_only_metrics_file_is_a_training_error(tiny_shapes, tiny_data, tmp_
         return builtins.open(path, mode, *a, **kw)
 
     monkeypatch.setattr(run_module, "open", read_only, raising=False)
-    with pytest.raises(TrainingError, match=r"metrics\.jsonl: Read-only file system"):
+    with pytest.raises(TrainingError, match=r"metrics\.jsonl: Read-only file system; no checkpoint "
+                                            r"was saved before it"):
         train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data)
+    monkeypatch.undo()
+    other = tmp_path / "other"
+    train(_config(tiny_shapes), other, progress=False, data=tiny_data, stop_after=7)  # epoch 1 saved
+    monkeypatch.setattr(run_module, "open", read_only, raising=False)
+    with pytest.raises(TrainingError, match=r"Read-only file system; the last checkpoint, .*"
+                                            r"ckpt-00000007, is kept"):
+        train(None, other, resume=True, progress=False, data=tiny_data)
 
 
 def test_inconsistent_epoch_in_a_checkpoint_is_refused(tiny_shapes, tiny_data, tmp_path, rehash):
