@@ -287,6 +287,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     ckpt = Checkpoint(folder)
     for rel in files:
         p = folder / rel
+        if rel.endswith(".npz"):  # the copied folders' arrays too (the feature extractor's)
+            _check_stored(p)
         if "/" in rel:
             top = rel.split("/", 1)[0]
             ckpt.dirs[top] = folder / top
@@ -302,6 +304,23 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
                 raise CheckpointError(f"checkpoint file {p} cannot be read as arrays: {err}") from None
     return ckpt
+
+
+def _check_stored(path: Path) -> None:
+    """Refuse an `.npz` with compressed members: rnncap writes arrays uncompressed (np.savez), so
+    each array is at most as big as the file, while a compressed member can inflate a small edited
+    file into gigabytes (a zip bomb) before anything could check its shape."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                if info.compress_type != zipfile.ZIP_STORED or info.file_size > path.stat().st_size:
+                    raise CheckpointError(f"checkpoint file {path}: member {info.filename} is "
+                                          f"compressed ({info.file_size} bytes unpacked); rnncap "
+                                          f"writes and reads uncompressed arrays only")
+    except (zipfile.BadZipFile, OSError, ValueError) as err:
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"checkpoint file {path} cannot be read as arrays: {err}") from None
 
 
 def _os_message(err: OSError) -> str:

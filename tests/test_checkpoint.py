@@ -226,3 +226,27 @@ def test_copytree_failure_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "copytree", full)
     with pytest.raises(CheckpointError, match=r"No space left on device; no checkpoint of this run"):
         save_to_run(tmp_path / "run", "ckpt-00000001", dirs={"extractor": src}, **contents)
+
+
+def test_compressed_arrays_are_refused_before_they_are_inflated(tmp_path, rehash):
+    """An edited weights.npz holding a compressed member could inflate to gigabytes (a zip bomb)."""
+    _, _, contents = _contents()
+    folder = write_checkpoint(tmp_path / "ck", **contents)
+    np.savez_compressed(folder / "weights.npz", W=np.zeros((1000, 1000), np.float32))
+    assert (folder / "weights.npz").stat().st_size < 100_000  # 4 MB of zeros, packed small
+    rehash(folder)
+    with pytest.raises(CheckpointError, match=r"weights\.npz: member W\.npy is compressed"):
+        read_checkpoint(folder)
+
+
+def test_compressed_arrays_in_a_copied_folder_are_refused_too(tmp_path, rehash):
+    _, _, contents = _contents()
+    src = tmp_path / "extractor"
+    src.mkdir()
+    np.savez(src / "arrays.npz", filters=np.ones(3))
+    folder = write_checkpoint(tmp_path / "ck", dirs={"extractor": src}, **contents)
+    read_checkpoint(folder)
+    np.savez_compressed(folder / "extractor" / "arrays.npz", filters=np.zeros(10**6))
+    rehash(folder)
+    with pytest.raises(CheckpointError, match=r"extractor/arrays\.npz: member filters\.npy is compressed"):
+        read_checkpoint(folder)
