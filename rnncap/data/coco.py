@@ -20,7 +20,9 @@ import re
 import numpy as np
 
 from rnncap.data.karpathy import _read_json
+from rnncap import memory
 from rnncap.data.layout import SPLITS, build_data, check_feature_array, nonfinite_rows
+from rnncap.memory import MemoryEstimateError
 
 _NAME_RE = re.compile(r"^captions_(train|val|test)(\w*)\.json$")
 FEATURE_NAMES = ("features.npz", "features.h5")
@@ -89,8 +91,9 @@ def read_keyed_features(path):
                 for k in ("image_ids", "features"):
                     if k not in z.files:
                         raise MissingKeyError(f"{path}: missing key '{k}' (has: {sorted(z.files)})")
+                    _require_unpacked_size(z, k, path)
                 ids, feats = z["image_ids"], z["features"]
-        except MissingKeyError:
+        except (MissingKeyError, MemoryEstimateError):
             raise
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
@@ -102,6 +105,17 @@ def read_keyed_features(path):
         raise ValueError(f"{path}: 'image_ids' is {ids.dtype} {ids.shape} and 'features' "
                          f"{feats.shape}; expected integers (I,) and (I, D)")
     return ids.astype(np.int64), feats
+
+
+def _require_unpacked_size(z, key, path):
+    """Read a member's .npy header (shape, dtype) and refuse it if it would not fit in memory:
+    a compressed archive of a few kilobytes can unpack to gigabytes."""
+    with z.zip.open(f"{key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0(f))
+    memory.require(int(np.prod(shape, dtype=np.float64)) * dtype.itemsize,
+                   f"{path}: '{key}' of shape {shape} ({dtype})")
 
 
 def _image_path(folder, caption_file, file_name):
