@@ -269,3 +269,25 @@ def test_training_refuses_a_damaged_image_in_one_line(tiny_shapes, tmp_path, cap
                  "--no-progress", "--epochs", "1"]) == 1
     line = _error(capsys, "train")
     assert str(victim) in line and "decompression bomb" in line
+
+
+@pytest.mark.parametrize("option, says", [
+    ("stride", "stride must be an integer >= 1, got 0"), ("grid", "grid must be an integer >= 1, got 0"),
+    ("pca_dim", "pca_dim must be an integer >= 1, got 0"),
+    ("filter_size", "'filters' has shape (75, 64), the options say (0, 64)"),
+    ("num_filters", "'filters' has shape (75, 64), the options say (75, 0)")])
+def test_extractor_option_of_zero_is_refused_not_divided_by(run, tiny_shapes, tmp_path, rehash, capsys,
+                                                            option, says):
+    """Found by the checkpoint property test: a stride of 0 raised ZeroDivisionError."""
+    from rnncap.checkpoint import resolve
+
+    copy = shutil.copytree(run, tmp_path / "run")
+    folder = resolve(copy)
+    spec_path = folder / "extractor" / "extractor.json"
+    spec = json.loads(spec_path.read_text())
+    spec["options"][option] = 0
+    spec_path.write_text(json.dumps(spec))
+    rehash(folder)
+    image = sorted((tiny_shapes / "images" / "test").glob("*.png"))[0]
+    assert main(["caption", str(copy), str(image)]) == 1
+    assert says in _error(capsys, "caption")

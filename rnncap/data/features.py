@@ -199,6 +199,11 @@ class RandomConvExtractor:
 
     def __init__(self, *, image_size=64, num_filters=64, filter_size=5, stride=2, grid=3,
                  pca_dim=512, seed=0):
+        sizes = {"image_size": image_size, "num_filters": num_filters, "filter_size": filter_size,
+                 "stride": stride, "grid": grid, "pca_dim": pca_dim}
+        for name, value in sizes.items():  # a stride of 0 would divide by zero below
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"extractor option {name} must be an integer >= 1, got {value!r}")
         if image_size < filter_size + stride:
             raise ValueError(f"image_size {image_size} too small for filter_size {filter_size}")
         self.options = {"image_size": int(image_size), "num_filters": int(num_filters),
