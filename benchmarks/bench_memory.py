@@ -78,7 +78,7 @@ def child(data_dir, cell, iterations, threads=1):
 
     from rnncap.parallel import set_threads
 
-    set_threads(threads)  # row groups on threads, as `rnncap --threads N` does
+    set_threads(threads)  # threads for the row groups below, as `rnncap --threads N` does
 
     from rnncap.data.cs231n import load_coco_data
     from rnncap.model import CaptioningRNN
@@ -98,7 +98,8 @@ def child(data_dir, cell, iterations, threads=1):
                           seed=0)
     solver = CaptioningSolver(model, data, update_rule="adam",
                               optim_config={"learning_rate": 5e-3}, batch_size=100,
-                              num_epochs=1, verbose=False, seed=0)
+                              num_epochs=1, verbose=False, seed=0,
+                              loss_fn=model.fast_loss, row_groups=threads)  # as the trainer
     solver.num_iterations = iterations  # a few hundred steps reach the steady state
     out["after_model_mib"] = maxrss_mib()
     t0 = time.perf_counter()

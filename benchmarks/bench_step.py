@@ -2,7 +2,8 @@
 
 The shape is CS231n's COCO setting: batch N=100, captions of 17 tokens (16 inputs,
 16 targets), vocabulary V=1004, word vectors W=256, hidden H=512, image features
-D=512, float32. One "step" is one `model.loss(features, captions)` call: forward,
+D=512, float32. One "step" is one `model.fast_loss(features, captions)` call (the loss the
+trainer runs): forward,
 softmax loss and every gradient, excluding the optimizer update. Each configuration is
 warmed up, then timed `--repeats` times with time.perf_counter; the median (and the
 min and max) is printed. Captions have random lengths with <NULL> padding, as real
@@ -44,11 +45,11 @@ def make_batch(rng):
 
 def time_step(model, features, captions, warmup, repeats):
     for _ in range(warmup):
-        model.loss(features, captions)
+        model.fast_loss(features, captions)
     times, cpu = [], []
     for _ in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
-        loss, grads = model.loss(features, captions)
+        loss, grads = model.fast_loss(features, captions)
         times.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
     assert all(g.dtype == np.float32 for g in grads.values())

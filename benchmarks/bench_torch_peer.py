@@ -4,7 +4,8 @@ What it times, at CS231n's full size (N=100 captions of 17 tokens, so T=16 input
 V=1004, W=256, H=512, D=512, float32), for the vanilla RNN and the LSTM:
 
 * train: one training step, loss and every gradient, no optimizer update.
-  rnncap: `CaptioningRNN.loss(features, captions)`.
+  rnncap: `CaptioningRNN.fast_loss(features, captions)` (what the trainer runs), split
+  into row groups on threads by `rnncap.parallel.data_parallel` as the trainer does.
   PyTorch: nn.Linear (image -> h0), nn.Embedding, nn.RNN(tanh) / nn.LSTM, nn.Linear
   (vocabulary), cross-entropy with `<NULL>` targets ignored, summed and divided by N,
   `loss.backward()` after setting every `.grad` to None.
@@ -439,16 +440,18 @@ def side_items(side, cell, args):
     features, captions, feats = make_inputs(args)
     if side == "rnncap":
         from rnncap.evaluate import DecodeOptions, decode_features
-        from rnncap.parallel import set_threads
+        from rnncap.parallel import data_parallel, set_threads, split_rows
 
-        set_threads(args.threads if args.rnncap_threads is None else args.rnncap_threads)
+        threads = args.threads if args.rnncap_threads is None else args.rnncap_threads
+        set_threads(threads)
+        groups = split_rows(model.row_costs(captions), threads)
 
         def decoder(options):
             return lambda: decode_features(model, feats, options)
 
         gemm, _ = gemm_fn(side)
         gemm_threads = gemm_threads_fn(args.threads)
-        train = lambda: model.loss(features, captions)  # noqa: E731
+        train = lambda: data_parallel(model.fast_loss, (features, captions), groups)  # noqa: E731
         greedy = decoder(DecodeOptions("greedy", max_length=args.steps))
         beam = decoder(DecodeOptions("beam", beam_size=args.beam, max_length=args.steps))
 

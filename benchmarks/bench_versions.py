@@ -11,10 +11,12 @@ cold cache after the switch). The table gives medians of wall time and of the
 worker's CPU time (all its threads) and the ratios a/b (> 1: tree b is faster); with
 one thread, CPU time is the compute cost that busy neighbours change least. The machine is shared: compare the ratios of one run.
 
-Items, at CS231n's full size (N = 100 captions of 17 tokens, V = 1004, W = 256,
-H = 512, D = 512, float32), rnn and lstm:
+Items, at CS231n's full size (bench_step.py's batch: N = 100 captions of 17 tokens,
+V = 1004, W = 256, H = 512, D = 512, float32), rnn and lstm:
 
-* train: one `CaptioningRNN.loss(features, captions)` (forward, loss, every gradient);
+* train: the loss the trainer runs, forward, loss and every gradient: where the tree has
+  `CaptioningRNN.fast_loss`, through `rnncap.parallel.data_parallel` in `--threads` row
+  groups, else `CaptioningRNN.loss` (whose threads are inside the model);
 * greedy, beam: `rnncap.evaluate.decode_features` on `--images` images, 16 steps
   (what `rnncap caption` and `rnncap evaluate` run), beam size 5.
 
@@ -47,17 +49,11 @@ def _worker(threads: int, images: int) -> None:
     from rnncap.model import CaptioningRNN
     from rnncap.parallel import set_threads
 
+    from bench_step import make_batch  # this script's folder comes first on sys.path
+
     set_threads(threads)
     rng = np.random.default_rng(0)
-    words = ["<NULL>", "<START>", "<END>", "<UNK>"] + [f"w{i}" for i in range(V - 4)]
-    word_to_idx = {w: i for i, w in enumerate(words)}
-    captions = np.zeros((N, T), dtype=np.int32)
-    captions[:, 0] = 1
-    for n in range(N):
-        length = rng.integers(5, T - 1)
-        captions[n, 1:length + 1] = np.minimum(rng.zipf(1.3, size=length) + 3, V - 1)
-        captions[n, length + 1] = 2
-    features = rng.standard_normal((N, D)).astype(np.float32)
+    word_to_idx, features, captions = make_batch(rng)  # bench_step's batch
     image_features = rng.standard_normal((images, D)).astype(np.float32)
     models = {cell: CaptioningRNN(word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H,
                                   cell_type=cell, dtype=np.float32, seed=0)
@@ -66,7 +62,13 @@ def _worker(threads: int, images: int) -> None:
     for line in sys.stdin:
         req = json.loads(line)
         model = models[req["cell"]]
-        if req["item"] == "train":
+        if req["item"] == "train" and hasattr(model, "fast_loss"):
+            # what the trainer runs: the fast path, in `threads` row groups on threads
+            from rnncap.parallel import data_parallel, split_rows
+
+            groups = split_rows(model.row_costs(captions), threads)
+            call = lambda: data_parallel(model.fast_loss, (features, captions), groups)[0]  # noqa: E731
+        elif req["item"] == "train":  # a tree whose loss() is the trainer's (threads inside)
             call = lambda: model.loss(features, captions)[0]  # noqa: E731
         else:
             options = DecodeOptions(req["item"], beam_size=5, max_length=T - 1)

@@ -85,11 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rnncap", description="Image captioning with recurrent networks, in NumPy.")
     p.add_argument("--version", action="version", version=f"rnncap {__import__('rnncap').__version__}")
     p.add_argument("--threads", type=int, default=None,
-                   help="threads to compute with (default: 1): each training batch is split "
-                        "into that many row groups and decoding runs up to that many batches of "
-                        "500 images at once, each on its own thread with one BLAS thread. Without "
-                        "this flag a set OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS is "
-                        "left to BLAS")
+                   help="threads to compute with (default: the cores, at most 4): a new "
+                        "training run splits each batch into that many row groups (kept on "
+                        "resume), and decoding runs up to that many batches of 500 images at "
+                        "once, each on its own thread with one BLAS thread. Without this flag a "
+                        "set OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS is left to BLAS "
+                        "and rnncap uses one thread")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="train and evaluate on the built-in shapes dataset, write a report",
@@ -333,23 +334,26 @@ def _cmd_demo(args) -> int:
 def _set_threads(threads: int | None) -> None:
     """Set the threads rnncap computes with and the BLAS thread count (see --threads).
 
-    Without --threads, rnncap computes on one thread; BLAS gets one thread too, unless
-    OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS is set, which is left to BLAS.
+    Without --threads, rnncap computes on `rnncap.parallel.default_threads()` threads,
+    unless OPENBLAS_NUM_THREADS/OMP_NUM_THREADS/MKL_NUM_THREADS is set: then threading
+    is left to BLAS and rnncap computes on one thread.
     """
     if threads is not None and threads < 1:
         raise SystemExit(f"rnncap: error: --threads must be >= 1, got {threads}")
+    from rnncap.parallel import default_threads, set_threads
+
     if threads is None and any(os.environ.get(v) for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
                                                            "MKL_NUM_THREADS")):
+        set_threads(1)
         return
     import numpy  # noqa: F401  (loads the BLAS library, so that its thread pool exists to limit)
     from threadpoolctl import threadpool_limits
 
-    from rnncap.parallel import set_threads
-
+    threads = threads or default_threads()
     # Training steps and decoding split their work over `threads` Python threads with one
     # BLAS thread each (rnncap.parallel); BLAS gets the same count for everything else.
-    set_threads(threads or 1)
-    threadpool_limits(threads or 1, user_api="blas")
+    set_threads(threads)
+    threadpool_limits(threads, user_api="blas")
 
 
 # the flags that make each command need less memory, for its out-of-memory message

@@ -10,7 +10,8 @@ The model defaults are CS231n's (`CaptioningRNN`'s own defaults); :data:`DEMO` i
 `rnncap demo` job uses on the built-in shapes dataset.
 
 This module knows field names, types and defaults. It does not know how a model is built, how data
-is read or how training runs.
+is read or how training runs; the lists of choices (formats, levels, cells, dtypes, update rules,
+decoding methods) come from the modules that implement them.
 """
 
 from __future__ import annotations
@@ -24,17 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# Each choice list is defined where its choices are implemented, and only named here.
+from rnncap.data import FORMATS
+from rnncap.data.vocab import LEVELS
+from rnncap.evaluate import METHODS
+from rnncap.model import CELL_TYPES as CELLS
+from rnncap.model import DTYPES
+from rnncap.optim import UPDATE_RULES
+
 __all__ = [
     "ConfigError", "DataConfig", "ModelConfig", "TrainConfig", "RunConfig", "DEMO",
     "from_dict", "to_dict", "load_config", "with_overrides",
 ]
-
-FORMATS = ("cs231n", "karpathy", "coco", "shapes")
-CELLS = ("rnn", "lstm")
-UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
-DTYPES = ("float32", "float64")
-LEVELS = ("word", "char")
-METHODS = ("greedy", "beam")
 
 
 class ConfigError(ValueError):
@@ -94,6 +96,7 @@ class TrainConfig:
     seed: int = field(default=0, metadata={"help": 'seed of the model initialisation and the minibatch order'})
     val_images: int = field(default=200, metadata={"help": 'fixed subset of val images decoded and scored after every epoch; 0: none'})
     keep_checkpoints: int = field(default=2, metadata={"help": 'epoch checkpoints kept in the run folder'})
+    row_groups: int | None = field(default=None, metadata={"help": 'split every batch into this many row groups whose gradients are computed on threads and summed; the rounding depends on it, so a resumed run keeps its own; default: the thread count when the run starts'})
 
     def __post_init__(self):
         _choice("train.update_rule", self.update_rule, UPDATE_RULES)
@@ -103,6 +106,7 @@ class TrainConfig:
         _positive("train.num_epochs", self.num_epochs)
         _positive("train.grad_clip", self.grad_clip, allow_none=True)
         _positive("train.keep_checkpoints", self.keep_checkpoints)
+        _positive("train.row_groups", self.row_groups, allow_none=True)
         if self.val_images < 0:
             raise ConfigError(f"train.val_images must be >= 0, got {self.val_images}")
         if self.seed < 0:  # NumPy's generators take non-negative seeds only

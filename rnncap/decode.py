@@ -210,6 +210,110 @@ def length_penalty_factor(length, alpha):
 _CUT = 1e12  # ranks a caption cut at max_length below every complete caption
 
 
+class LiveBeams(NamedTuple):
+    """The beams still being extended, b per image (b = 1 before the first step).
+
+    Attributes:
+        seq: int32 (N, b, T), the tokens so far, ``null_id`` after them.
+        logprob: float64 (N, b), total log-probability; -inf marks a dead beam.
+        state: the model state, arrays with leading axis N*b (beam j of image i in row
+            i*b + j).
+    """
+
+    seq: np.ndarray
+    logprob: np.ndarray
+    state: tuple
+
+
+class FinishedBeams(NamedTuple):
+    """The k best finished hypotheses of every image, best first.
+
+    Attributes:
+        seq: int32 (N, k, T), tokens (``null_id`` after the caption).
+        logprob: float64 (N, k), total log-probability; -inf for an empty slot.
+        score: float64 (N, k), logprob / length penalty.
+        length: int (N, k), tokens generated, <END> included.
+        key: float64 (N, k), what they are ranked by: the score, minus _CUT if the
+            caption was cut at max_length.
+    """
+
+    seq: np.ndarray
+    logprob: np.ndarray
+    score: np.ndarray
+    length: np.ndarray
+    key: np.ndarray
+
+
+def _reorder(beams, idx):
+    """The beams at positions idx of each image: one gather of every field.
+
+    Args:
+        beams: LiveBeams or FinishedBeams whose arrays have leading axes (N, m) (the
+            state: N*m rows, image-major).
+        idx: int (N, j), positions in [0, m) per image.
+
+    Returns:
+        The same type with leading axes (N, j).
+    """
+    img = np.arange(idx.shape[0])[:, None]
+    m = beams.logprob.shape[1]
+    out = {}
+    for name, value in beams._asdict().items():
+        if name == "state":
+            out[name] = tuple(a.reshape((len(img), m) + a.shape[1:])[img, idx].reshape((-1,) + a.shape[1:])
+                              for a in value)
+        else:
+            out[name] = value[img, idx]
+    return type(beams)(**out)
+
+
+def _top_per_row(x, c):
+    """Column ids of each row's c largest entries; ties at the cut go to the lower ids
+    (as np.argmax's do), so that beam size 1 is greedy even under exact ties.
+
+    Args:
+        x: (M, V) scores.
+        c: 1 <= c <= V.
+
+    Returns:
+        int (M, c), in no particular order.
+    """
+    M, v = x.shape
+    if c >= v:
+        return np.broadcast_to(np.arange(v), (M, v))
+    part = np.argpartition(x, v - c, axis=1)[:, v - c:]  # (M, c), any of several equal entries
+    cut = np.take_along_axis(x, part, axis=1).min(axis=1, keepdims=True)  # (M, 1)
+    at_least = x >= cut  # (M, V): exactly c per row unless entries tie at the cut
+    if np.count_nonzero(at_least) > M * c:  # rare; one total count is cheap, per row is not
+        for r in np.flatnonzero(np.count_nonzero(at_least, axis=1) > c):
+            part[r] = np.argsort(-x[r], kind="stable")[:c]
+    return part
+
+
+def _candidate_step(step, width, logits):
+    """Wraps a step into one that returns each row's `width` best next tokens.
+
+    ``cand(tokens (M,), state, M) -> (ids (M, c), logprobs (M, c), new_state, V)`` with
+    c = min(width, V). With ``logits`` the step returns raw scores (a new array every
+    call, overwritten here): the best tokens are picked on the scores shifted by their
+    row's max, and only the picked entries are normalized (minus the row's log-sum-exp):
+    the same log-probabilities, bit for bit, with one pass over the (M, V) scores and
+    one (M, V) temporary fewer than a full log-softmax.
+    """
+    def cand(tokens, state, rows):
+        scores, new_state = _call_step(step, tokens, state, rows)
+        v = scores.shape[1]
+        if logits:  # x - max(x) in place: the log-softmax's first step, same order
+            scores -= scores.max(axis=1, keepdims=True)
+        ids = _top_per_row(scores, min(width, v))
+        picked = np.take_along_axis(scores, ids, axis=1)
+        if logits:  # the rest of the log-softmax, for the picked entries only
+            picked -= np.log(np.exp(scores, out=scores).sum(axis=1, keepdims=True))
+        return ids, picked, new_state, v
+
+    return cand
+
+
 def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
                 length_penalty=0.0, n_best=1, null_id=0, logits=False):
     """Batched beam search: all beams of all images advance in one step call.
@@ -218,7 +322,8 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
     ``step`` after the first sees N*k rows (row ``i*k + j`` is beam j of image
     i); the first sees N rows, since all k beams of an image start equal. At each
     time step every live beam is extended by every token; per image the 2k
-    best extensions (by total log-probability, all of equal length) are kept.
+    best extensions (by total log-probability, all of equal length; exact ties to
+    the lower beam, then the lower token id) are kept.
     Of these, those ending in <END> *and ranking within the first k* are moved
     to the image's finished list (as fairseq does; this is what makes k = 1
     exactly greedy), and the k best that do not end in <END> stay live. A
@@ -237,6 +342,10 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
     float64 whatever the model's dtype (they rank hypotheses; nothing flows
     back into the model).
 
+    The search keeps two records, `LiveBeams` and `FinishedBeams`, and reorders
+    either with one gather (`_reorder`); a step is wrapped (`_candidate_step`) to
+    return each row's best 2k tokens, from log-probabilities or raw scores.
+
     Args:
         step: ``step(tokens (M,), state) -> (logprobs (M, V), new_state)``; M = N
             at the first call, N*k after.
@@ -247,10 +356,7 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
         n_best: how many hypotheses per image to return, 1 <= n_best <= k.
         logits: the step returns unnormalized scores (a new array every call, which
             beam search overwrites; ``CaptioningRNN.decoder_step(logits=True)``)
-            instead of log-probabilities. Beam search then picks each row's best
-            tokens on the scores and normalizes only those: the same
-            log-probabilities, bit for bit, with one pass over the (M, V) scores and
-            one (M, V) temporary fewer per step.
+            instead of log-probabilities; the result is the same, bit for bit.
 
     Returns:
         BeamResult with the best caption of each image and its n-best list.
@@ -265,108 +371,101 @@ def beam_search(step, state, start_id, end_id, max_length, beam_size=3,
     if not np.isfinite(alpha) or alpha < 0:
         raise ValueError(f"length_penalty must be a finite number >= 0, got {length_penalty}")
     T = int(max_length)
-    img = np.arange(n)[:, None]  # (N, 1), for fancy indexing per image
+    candidates = _candidate_step(step, 2 * k, logits)
 
-    tokens = np.full(n, start_id, dtype=np.int64)  # the first step runs on N rows
-    live_seq = np.full((n, k, T), null_id, dtype=np.int32)
-    # Only beam 0 is real at the start; the others would duplicate it.
-    live_lp = np.full((n, k), -np.inf)
-    live_lp[:, 0] = 0.0
-    fin_seq = np.full((n, k, T), null_id, dtype=np.int32)
-    fin_lp = np.full((n, k), -np.inf)
-    fin_score = np.full((n, k), -np.inf)
-    fin_len = np.zeros((n, k), dtype=np.int64)
-    fin_key = np.full((n, k), -np.inf)  # ranking key: the score, minus _CUT if cut
+    # Before the first step every image has one beam: <START> and the given state.
+    live = LiveBeams(np.full((n, 1, T), null_id, dtype=np.int32), np.zeros((n, 1)), state)
+    finished = FinishedBeams(np.full((n, k, T), null_id, dtype=np.int32), np.full((n, k), -np.inf),
+                             np.full((n, k), -np.inf), np.zeros((n, k), dtype=np.int64),
+                             np.full((n, k), -np.inf))
     done = np.zeros(n, dtype=bool)
-
+    tokens = np.full(n, start_id, dtype=np.int64)
     for t in range(T):
-        beams = 1 if t == 0 else k  # rows per image in this call
-        logprobs, state = _call_step(step, tokens, state, n * beams)
-        v = logprobs.shape[1]
-        if logits:  # x - max(x) in place: the log-softmax's first step, same order
-            logprobs -= logprobs.max(axis=1, keepdims=True)
-        # The image's best 2k extensions are among each beam's own best 2k tokens,
-        # and adding a beam's log-probability does not reorder its row: select per
-        # row first (one argpartition over the float32 logprobs), then rank the
-        # few survivors exactly.
-        per_row = min(2 * k, v)
-        if per_row < v:
-            part = np.argpartition(logprobs, v - per_row, axis=1)[:, v - per_row:]  # (N*k, 2k)
-        else:
-            part = np.broadcast_to(np.arange(v), (n * beams, v))
-        picked = np.take_along_axis(logprobs, part, axis=1)
-        if logits:  # the rest of the log-softmax, for the picked entries only
-            picked -= np.log(np.exp(logprobs, out=logprobs).sum(axis=1, keepdims=True))
-        if beams < k:
-            # The first step: every beam of an image would see the same row; beams
-            # 1..k-1 are at -inf, so copying beam 0's candidates to them keeps them out.
-            part = np.repeat(part, k, axis=0)
-            picked = np.repeat(picked, k, axis=0)
-        cand_lp = live_lp.reshape(-1, 1) + picked
-        cand_lp = cand_lp.reshape(n, k * per_row)
-        cand_tok = part.reshape(n, k * per_row)
-        cand_beam = np.broadcast_to(np.repeat(np.arange(k), per_row), (n, k * per_row))
-        m = min(2 * k, k * v)
-        # best first; exact ties go to the lower (beam, token), like np.argmax in greedy
-        order = np.lexsort((cand_beam * v + cand_tok, -cand_lp), axis=1)[:, :m]  # (N, m)
-        top_lp = cand_lp[img, order]
-        top_beam, top_tok = cand_beam[img, order], cand_tok[img, order]
-        is_end = top_tok == end_id
-        last = t == T - 1
-
-        # Finish: <END> within the first k, or everything live at max_length.
-        rank = np.arange(m)[None, :]
-        finish = np.isfinite(top_lp) & ~done[:, None] & (rank < k) & (is_end | last)
-        if finish.any():
-            new_seq = live_seq[img, top_beam]  # (N, m, T)
-            new_seq[:, :, t] = top_tok
-            new_score = np.where(finish, top_lp / length_penalty_factor(t + 1, alpha), -np.inf)
-            new_key = np.where(is_end, new_score, new_score - _CUT)
-            all_score = np.concatenate([fin_score, new_score], axis=1)  # (N, k+m)
-            all_key = np.concatenate([fin_key, new_key], axis=1)
-            keep = np.argsort(-all_key, axis=1, kind="stable")[:, :k]
-            fin_key = all_key[img, keep]
-            fin_seq = np.concatenate([fin_seq, new_seq], axis=1)[img, keep]
-            fin_lp = np.concatenate([fin_lp, np.where(finish, top_lp, -np.inf)], axis=1)[img, keep]
-            fin_len = np.concatenate([fin_len, np.full((n, m), t + 1)], axis=1)[img, keep]
-            fin_score = all_score[img, keep]
-        if last:
+        ids, logprobs, new_state, v = candidates(tokens, live.state, live.logprob.size)
+        live = live._replace(state=new_state)
+        live, finished, done = _advance(live, finished, done, ids, logprobs, v, t, T, k, n_best,
+                                        alpha, end_id)
+        if t == T - 1 or done.all():
             break
+        tokens = live.seq[:, :, t].reshape(-1).astype(np.int64)
+    return _result(finished, n_best, null_id)
 
-        # Stay live: the k best extensions that do not end in <END>. There are
-        # at least k, since each of the k beams offers at most one <END>.
-        live = np.argsort(is_end, axis=1, kind="stable")[:, :k]  # (N, k)
-        src_beam = top_beam[img, live]
-        live_lp = top_lp[img, live]
-        live_seq = live_seq[img, src_beam]
-        live_seq[:, :, t] = top_tok[img, live]
-        live_lp[done] = -np.inf  # done images just idle along
 
-        # Done once the n_best-th finished score is out of every live beam's reach:
-        # nothing that could still finish would enter the returned list.
-        worst_kept = fin_score[:, n_best - 1]
-        best_reachable = live_lp.max(axis=1) / length_penalty_factor(T, alpha)
-        done |= np.isfinite(worst_kept) & (best_reachable <= worst_kept)
-        if done.all():
-            break
-        if beams < k:  # all beams came from the same row: k copies of it
-            rows = np.repeat(np.arange(n), k)
-        else:
-            rows = (np.arange(n)[:, None] * k + src_beam).reshape(-1)  # (N*k,)
-        state = tuple(a[rows] for a in state)
-        tokens = top_tok[img, live].reshape(-1).astype(np.int64)
+def _advance(live, finished, done, ids, logprobs, v, t, T, k, n_best, alpha, end_id):
+    """One time step of beam search, after the step has run: rank every live beam's
+    candidate extensions per image, move the <END>s among the k best (or, at the last
+    step, everything) to the finished list, keep the k best others live.
 
+    Args:
+        live: LiveBeams (N, b), its state already the step's new state.
+        finished: FinishedBeams (N, k).
+        done: bool (N,), images whose result can no longer change.
+        ids, logprobs: (N*b, c) each live beam's best next tokens and their
+            log-probabilities (from `_candidate_step`).
+        v: the vocabulary size (for tie-breaking keys).
+        t, T, k, n_best, alpha, end_id: as in beam_search.
+
+    Returns:
+        (live (N, min(k, ...)), finished, done).
+    """
+    n, b = live.logprob.shape
+    c = ids.shape[1]
+    img = np.arange(n)[:, None]
+    cand_lp = (live.logprob.reshape(-1, 1) + logprobs).reshape(n, b * c)
+    cand_tok = ids.reshape(n, b * c)
+    cand_beam = np.broadcast_to(np.repeat(np.arange(b), c), (n, b * c))
+    m = min(2 * k, b * c)
+    # best first; exact ties go to the lower (beam, token), like np.argmax in greedy
+    order = np.lexsort((cand_beam * v + cand_tok, -cand_lp), axis=1)[:, :m]  # (N, m)
+    top_lp = cand_lp[img, order]
+    top_beam, top_tok = cand_beam[img, order], cand_tok[img, order]
+    is_end = top_tok == end_id
+    last = t == T - 1
+
+    # Finish: <END> within the first k, or everything live at max_length.
+    finish = np.isfinite(top_lp) & ~done[:, None] & (np.arange(m)[None, :] < k) & (is_end | last)
+    if finish.any():
+        seq = live.seq[img, top_beam]  # (N, m, T)
+        seq[:, :, t] = top_tok
+        score = np.where(finish, top_lp / length_penalty_factor(t + 1, alpha), -np.inf)
+        new = FinishedBeams(seq, np.where(finish, top_lp, -np.inf), score,
+                            np.full((n, m), t + 1), np.where(is_end, score, score - _CUT))
+        both = FinishedBeams(*(np.concatenate(pair, axis=1) for pair in zip(finished, new)))
+        finished = _reorder(both, np.argsort(-both.key, axis=1, kind="stable")[:, :k])
+    if last:
+        return live, finished, done
+
+    # Stay live: the k best extensions that do not end in <END> (each beam offers at
+    # most one <END>; an <END> kept for want of others is a dead beam).
+    keep = np.argsort(is_end, axis=1, kind="stable")[:, :k]  # (N, <= k)
+    live = _reorder(live, top_beam[img, keep])
+    live.seq[:, :, t] = top_tok[img, keep]
+    logprob = np.where(is_end[img, keep], -np.inf, top_lp[img, keep])
+    logprob[done] = -np.inf  # done images just idle along
+    live = live._replace(logprob=logprob)
+
+    # Done once the n_best-th finished score is out of every live beam's reach:
+    # nothing that could still finish would enter the returned list.
+    worst_kept = finished.score[:, n_best - 1]
+    best_reachable = live.logprob.max(axis=1) / length_penalty_factor(T, alpha)
+    done = done | (np.isfinite(worst_kept) & (best_reachable <= worst_kept))
+    return live, finished, done
+
+
+def _result(finished, n_best, null_id):
+    """BeamResult from the finished hypotheses."""
+    n, k, T = finished.seq.shape
     best = np.full((n, T), null_id, dtype=np.int32)
     nbest = []
     for i in range(n):
         hyps = []
         for j in range(min(n_best, k)):
-            if not np.isfinite(fin_score[i, j]):
+            if not np.isfinite(finished.score[i, j]):
                 break
-            seq = fin_seq[i, j, :fin_len[i, j]].copy()
-            hyps.append(Hypothesis(seq, float(fin_lp[i, j]), float(fin_score[i, j])))
+            seq = finished.seq[i, j, :finished.length[i, j]].copy()
+            hyps.append(Hypothesis(seq, float(finished.logprob[i, j]), float(finished.score[i, j])))
         if hyps:
             best[i, :len(hyps[0].tokens)] = hyps[0].tokens
         nbest.append(hyps)
-    return BeamResult(tokens=best, logprobs=fin_lp[:, 0].copy(),
-                      scores=fin_score[:, 0].copy(), nbest=nbest)
+    return BeamResult(tokens=best, logprobs=finished.logprob[:, 0].copy(),
+                      scores=finished.score[:, 0].copy(), nbest=nbest)

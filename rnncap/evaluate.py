@@ -19,7 +19,9 @@ import numpy as np
 from rnncap import decode
 from rnncap.atomic import write_text
 
-__all__ = ["DecodeOptions", "decode_features", "evaluate_split", "evaluate_and_save", "split_images"]
+METHODS = ("greedy", "beam")
+
+__all__ = ["METHODS", "DecodeOptions", "decode_features", "evaluate_split", "evaluate_and_save", "split_images"]
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,8 @@ class DecodeOptions:
     max_length: int = 16  # generated tokens, <END> included
 
     def __post_init__(self):
-        if self.method not in ("greedy", "beam"):
-            raise ValueError(f"decoding method must be 'greedy' or 'beam', got {self.method!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"decoding method must be {' or '.join(map(repr, METHODS))}, got {self.method!r}")
         if self.beam_size < 1:
             raise ValueError(f"beam size must be >= 1, got {self.beam_size}")
 

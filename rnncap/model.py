@@ -7,18 +7,28 @@
 
 H' is H for the RNN and 4H for the LSTM (gates i, f, o, g). With `image_every_step`
 (beyond CS231n) the image also enters every step: features W_img (N, H') is added to
-the input pre-activation of every step; it is computed once per batch, not per step.
+the input pre-activation of every step.
 
-Training uses `loss()`, which runs whole sequences (one Python loop, over time, inside
-the recurrence) on a packed batch (rnncap.layers.packing): the <NULL> padding after each
-caption's last target reaches no loss, so no layer computes it, and every step works on
-one contiguous block of rows (docs/performance.md measures what that buys). Decoding
-uses `init_state()` and `step()`, so greedy, sampling and beam search (rnncap.decode)
-never need to know the cell type: the state is a tuple of arrays
-whose leading axis is the batch, and a decoder may reorder it by fancy indexing.
+Two paths compute the same values:
+
+* the reference path, for reading next to the notebook: `loss()` is the composition
+  of the assignment's five steps (affine, word embedding, rnn/lstm, temporal affine,
+  temporal softmax loss) and their backward passes, all from rnncap.layers; `step()`
+  is one token through the same layers;
+* the fast path, which training (rnncap.run) and decoding (rnncap.evaluate,
+  `sample()`) use: `fast_loss()` runs the batch packed (rnncap.fast: the <NULL> padding
+  after each caption's last target is never computed, every step works in place on
+  one contiguous block; docs/performance.md measures what that buys), and
+  `decoder_step()` gathers rows of a projected word table and runs the cell in place.
+
+tests/test_model.py checks that the two agree in float64. Decoding uses
+`init_state()` and a step function, so greedy, sampling and beam search
+(rnncap.decode) never need to know the cell type: the state is a tuple of arrays whose
+leading axis is the batch, and a decoder may reorder it by fancy indexing.
 
 This module knows the layers and the vocabulary's special ids (<NULL>, <START>, <END>).
-It does not know files, checkpoints, optimizers or how captions are turned into text.
+It does not know files, checkpoints, optimizers, threads or how captions are turned
+into text.
 """
 
 from __future__ import annotations
@@ -28,30 +38,42 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from rnncap.layers import (
+from rnncap.fast import (
     add_to_every_step,
-    affine_backward,
-    affine_forward,
-    log_softmax,
-    lstm_gates_inplace,
+    lstm_cell,
     lstm_packed_backward,
     lstm_packed_forward,
     masked_softmax_loss,
     pack,
     pack_layout,
+    rnn_cell,
     rnn_packed_backward,
     rnn_packed_forward,
-    row_groups,
     sum_over_steps,
     unsort_rows,
+)
+from rnncap.layers import (
+    affine_backward,
+    affine_forward,
+    log_softmax,
+    lstm_backward,
+    lstm_forward,
+    lstm_step_forward,
+    rnn_backward,
+    rnn_forward,
+    rnn_step_forward,
+    temporal_affine_backward,
+    temporal_affine_forward,
+    temporal_softmax_loss,
     word_embedding_backward,
     word_embedding_forward,
 )
-from rnncap.parallel import get_threads, map_threads
 
 CELL_TYPES = ("rnn", "lstm")
+DTYPES = ("float32", "float64")
 _GATES = {"rnn": 1, "lstm": 4}
-_RECURRENCE = {
+_SEQUENCE = {"rnn": (rnn_forward, rnn_backward), "lstm": (lstm_forward, lstm_backward)}
+_PACKED = {
     "rnn": (rnn_packed_forward, rnn_packed_backward),
     "lstm": (lstm_packed_forward, lstm_packed_backward),
 }
@@ -63,7 +85,7 @@ def _as_float_dtype(dtype):
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+    if dt is None or dt.name not in DTYPES:
         raise ValueError(f"dtype must be float32 or float64 (a numpy type or its name); got {dtype!r}")
     return dt
 
@@ -210,14 +232,12 @@ class CaptioningRNN:
     # ------------------------------------------------------------------ training
 
     def loss(self, features, captions):
-        """Training loss and gradients for a minibatch (teacher forcing).
+        """Training loss and gradients for a minibatch (teacher forcing): the reference path.
 
         captions[:, :-1] are the inputs and captions[:, 1:] the targets; targets equal to
         <NULL> are masked. The loss is summed over unmasked targets and divided by N.
-
-        With `rnncap.parallel.set_threads(n)`, n > 1, the batch is split into n row
-        groups of about equal numbers of tokens whose losses and gradients are computed
-        side by side on n threads and summed: the same values up to float rounding.
+        Written as the assignment's solution: five forward steps, then their backward
+        passes in reverse order. `fast_loss` computes the same values faster.
 
         Args:
             features: image features, shape (N, D), floating point (cast to the model's
@@ -234,29 +254,58 @@ class CaptioningRNN:
         """
         features = self._check_features(features)
         captions = self._check_captions(captions, features.shape[0])
-        N = features.shape[0]
-        if get_threads() == 1 or N < 2:
-            return self._loss(features, captions, N)
-        groups = row_groups(captions[:, 1:] != self._null, get_threads())
-        # Data parallel: each group's loss and gradients (divided by the whole batch's
-        # N) on its own thread, then summed.
-        parts = map_threads(lambda rows: self._loss(features[rows], captions[rows], N), groups,
-                            len(groups))
-        loss, grads = parts[0]
-        for part_loss, part_grads in parts[1:]:
-            loss += part_loss
-            for k in grads:
-                grads[k] += part_grads[k]
-        return loss, grads
+        p = self.params
+        captions_in, captions_out = captions[:, :-1], captions[:, 1:]
+        mask = captions_out != self._null
+        sequence_forward, sequence_backward = _SEQUENCE[self.cell_type]
+        Wx = p["Wx"]
+        if self.image_every_step:
+            # The image term features W_img enters every step's input pre-activation:
+            # the same as feeding [x_t, features] through the stacked weights [Wx; W_img].
+            Wx = np.concatenate([p["Wx"], p["W_img"]])  # (W + D, H')
 
-    def _loss(self, features, captions, divisor):
-        """`loss` of checked inputs, with the sum over targets divided by `divisor`."""
+        # (1) image features -> initial hidden state
+        h0, proj_cache = affine_forward(features, p["W_proj"], p["b_proj"])  # (N, H)
+        # (2) input words -> word vectors
+        x, embed_cache = word_embedding_forward(captions_in, p["W_embed"])  # (N, T, W)
+        if self.image_every_step:
+            T = x.shape[1]
+            x = np.concatenate([x, np.repeat(features[:, None], T, axis=1)], axis=2)  # (N, T, W + D)
+        # (3) the recurrence over all time steps
+        h, rnn_cache = sequence_forward(x, h0, Wx, p["Wh"], p["b"])  # (N, T, H)
+        # (4) hidden states -> vocabulary scores at every step
+        scores, out_cache = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, T, V)
+        # (5) softmax cross-entropy against the next words, <NULL> masked
+        loss, dscores = temporal_softmax_loss(scores, captions_out, mask)
+
+        grads = {}
+        dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, out_cache)
+        dx, dh0, dWx, grads["Wh"], grads["b"] = sequence_backward(dh, rnn_cache)
+        W = p["W_embed"].shape[1]
+        grads["Wx"] = dWx[:W]
+        if self.image_every_step:
+            grads["W_img"] = dWx[W:]
+        grads["W_embed"] = word_embedding_backward(dx[:, :, :W], embed_cache)
+        _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, proj_cache)
+        return loss, {k: grads[k] for k in p}
+
+    def fast_loss(self, features, captions):
+        """`loss()` on the fast path (rnncap.fast): the same values up to float rounding.
+
+        The batch is packed: rows sorted by length, time-major, the padding after each
+        caption's last target dropped, so every layer sees P <= N*T rows; the
+        recurrence works in place. The trainer and the benchmarks use this.
+
+        Args, returns and raises: as `loss()`.
+        """
+        features = self._check_features(features)
+        captions = self._check_captions(captions, features.shape[0])
         N = features.shape[0]
         p = self.params
-        rec_forward, rec_backward = _RECURRENCE[self.cell_type]
+        rec_forward, rec_backward = _PACKED[self.cell_type]
         captions_in, captions_out = captions[:, :-1], captions[:, 1:]
         # Pack: drop the padding after each caption's last target, rows longest first,
-        # time-major (rnncap.layers.packing). Every layer below then sees P <= N*T rows.
+        # time-major (rnncap.fast.packing). Every layer below then sees P <= N*T rows.
         layout = pack_layout(captions_out != self._null)
         words_in = pack(captions_in, layout)  # (P,)
         targets = pack(captions_out, layout)  # (P,)
@@ -269,7 +318,7 @@ class CaptioningRNN:
             add_to_every_step(a_x, img, layout)
         h, rec_cache = rec_forward(a_x, h0, p["Wh"], layout.batch_sizes)  # (P, H)
         scores, out_cache = affine_forward(h, p["W_vocab"], p["b_vocab"])  # (P, V)
-        loss, dscores = masked_softmax_loss(scores, targets, targets != self._null, divisor,
+        loss, dscores = masked_softmax_loss(scores, targets, targets != self._null, N,
                                             overwrite_x=True)
 
         grads = {}
@@ -284,6 +333,20 @@ class CaptioningRNN:
         grads["W_proj"] = features.T @ dh0  # (D, H)
         grads["b_proj"] = dh0.sum(axis=0)
         return loss, {k: grads[k] for k in p}
+
+    def row_costs(self, captions):
+        """The work each caption costs `fast_loss`: its positions up to its last target.
+
+        Used to split a batch into row groups of about equal work
+        (rnncap.parallel.split_rows).
+
+        Args:
+            captions: integer token ids, shape (N, T + 1).
+
+        Returns:
+            int array (N,).
+        """
+        return pack_layout(np.asarray(captions)[:, 1:] != self._null).lengths
 
     # ------------------------------------------------------------------ decoding
 
@@ -320,7 +383,10 @@ class CaptioningRNN:
     def step(self, tokens, state):
         """Feeds one token per row and returns next-token log-probabilities.
 
-        Pure: the state passed in is never modified.
+        The reference path, through the CS231n layers: word embedding, one
+        rnn/lstm step (the image term, if any, joins the bias), affine, log-softmax.
+        `decoder_step()` computes the same values faster. Pure: the state passed in
+        is never modified.
 
         Args:
             tokens: integer ids, shape (N,).
@@ -330,16 +396,38 @@ class CaptioningRNN:
             (logprobs, new_state): logprobs (N, V) in the model's dtype, the log-softmax
             of the output scores; new_state has the structure of `state`.
         """
-        return self._step(self.params, None, tokens, state)
+        N = self._check_state(state)
+        tokens = self._check_tokens(tokens, N)
+        p = self.params
+        x, _ = word_embedding_forward(tokens, p["W_embed"])  # (N, W)
+        b = p["b"] + state[-1] if self.image_every_step else p["b"]  # (N, H') or (H',)
+        if self.cell_type == "rnn":
+            h, _ = rnn_step_forward(x, state[0], p["Wx"], p["Wh"], b)
+            new_state = (h,)
+        else:
+            h, c, _ = lstm_step_forward(x, state[0], state[1], p["Wx"], p["Wh"], b)
+            new_state = (h, c)
+        if self.image_every_step:
+            new_state += (state[-1],)
+        scores, _ = affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, V)
+        return log_softmax(scores, axis=1), new_state
+
+    def _check_tokens(self, tokens, N):
+        tokens = np.asarray(tokens)
+        if tokens.shape != (N,):
+            raise ValueError(f"tokens must have shape ({N},) to match the state; got {tokens.shape}")
+        self._check_ids("tokens", tokens)
+        return tokens
 
     def decoder_step(self, logits=False):
-        """A step function equal to `step`, faster for a whole decoding run.
+        """A step function equal to `step`, on the fast path, for a whole decoding run.
 
         The input term of a token does not depend on the state, so the projected word
         table W_embed Wx + b (V, H') is computed once here and every step gathers rows
         of it instead of multiplying (N, W) x (W, H') again: 25% of an LSTM step's
-        matrix products, 14% of an RNN's. It pays as soon as a run feeds about V tokens
-        in all (e.g. 1,000 images x 16 steps; `sample` decides this by itself).
+        matrix products, 14% of an RNN's. The cell then runs in place
+        (rnncap.fast.rnn_cell / lstm_cell). It pays as soon as a run feeds about V
+        tokens in all (e.g. 1,000 images x 16 steps; `sample` decides this by itself).
 
         The returned function uses the parameters as they are now (it keeps references
         to the arrays): make a new one after training further.
@@ -358,25 +446,22 @@ class CaptioningRNN:
         p = dict(self.params)
         table = p["W_embed"] @ p["Wx"]  # (V, H')
         table += p["b"]
-        return lambda tokens, state: self._step(p, table, tokens, state, logits)
+        return lambda tokens, state: self._fast_step(p, table, tokens, state, logits)
 
-    def _step(self, p, table, tokens, state, logits=False):
-        """`step` with the parameters p and, if not None, the projected word table;
-        the raw scores instead of log-probabilities if `logits`."""
+    def _fast_step(self, p, table, tokens, state, logits=False):
+        """`step` on the fast path with the parameters p and, if not None, the
+        projected word table; the raw scores instead of log-probabilities if `logits`."""
         N = self._check_state(state)
-        tokens = np.asarray(tokens)
-        if tokens.shape != (N,):
-            raise ValueError(f"tokens must have shape ({N},) to match the state; got {tokens.shape}")
-        self._check_ids("tokens", tokens)
-        # Pre-activation x Wx + h Wh + b, accumulated in one (N, H') array; the
-        # nonlinearities, the output scores and the log-softmax then work in place.
+        tokens = self._check_tokens(tokens, N)
+        # Pre-activation x Wx + h Wh + b, accumulated in one (N, H') array; the cell,
+        # the output scores and the log-softmax then work in place.
         if table is not None:
             a = table[tokens]  # (N, H'), bias included
         else:
             words, rows = np.unique(tokens, return_inverse=True)
             if 2 * len(words) <= N:
-                # Many repeats (N*k beams share at most V tokens; every row starts with
-                # <START>): the input term once per distinct token, then copied out.
+                # Many repeats (every row starts with <START>): the input term once per
+                # distinct token, then copied out.
                 a = (p["W_embed"][words] @ p["Wx"])[rows.reshape(-1)]  # (N, H')
             else:
                 a = p["W_embed"][tokens] @ p["Wx"]  # (N, H')
@@ -385,16 +470,12 @@ class CaptioningRNN:
         if self.image_every_step:
             a += state[-1]
         if self.cell_type == "rnn":
-            h = np.tanh(a, out=a)  # (N, H)
+            h = rnn_cell(a)  # (N, H)
             new_state = (h,)
         else:
             H = self.hidden_dim
-            gates = lstm_gates_inplace(a)
-            i, f, o, g = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
-            c = f * state[1]  # (N, H)
-            c += i * g
-            h = np.tanh(c)
-            h *= o
+            h, c, tanh_c = (np.empty((N, H), dtype=a.dtype) for _ in range(3))
+            lstm_cell(a, state[1], h, c, tanh_c, scratch=tanh_c)  # scratch used before tanh_c
             new_state = (h, c)
         if self.image_every_step:
             new_state += (state[-1],)
@@ -424,7 +505,7 @@ class CaptioningRNN:
             step = self.decoder_step(logits=True)
         else:
             p = self.params
-            step = lambda tokens, s: self._step(p, None, tokens, s, logits=True)  # noqa: E731
+            step = lambda tokens, s: self._fast_step(p, None, tokens, s, logits=True)  # noqa: E731
         return greedy(
             step,
             state,

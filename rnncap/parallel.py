@@ -1,39 +1,65 @@
-"""Independent pieces of work on several threads, one BLAS thread each.
+"""Data parallelism: a batch split into row groups, their gradients summed; work on threads.
 
-NumPy releases the GIL inside matrix products and inside element-wise operations on
-large arrays, so Python threads that work on separate data run at the same time. rnncap
-uses that instead of BLAS threads: a training batch is split into row groups whose
-forward and backward passes run side by side (`CaptioningRNN.loss`), and decoding runs
-batches of images side by side (`rnncap.evaluate.decode_features`). Two reasons, both
-measured on the team's 2-core machine (docs/performance.md):
+A training batch's loss is a mean over its rows, so it can be computed in pieces: split
+the rows into groups, compute each group's loss and gradients on its own (on a thread
+here; on another machine's process for MPI), and add them up weighted by each group's
+share of the rows. `data_parallel(loss_fn, batch, groups)` does exactly that and
+nothing else; `split_rows` deals rows into groups of about equal work. The trainer
+(rnncap.solver) uses both; decoding runs independent image batches with `map_threads`.
+
+NumPy releases the GIL inside matrix products and element-wise operations on large
+arrays, so Python threads that work on separate data run at the same time. rnncap
+uses that instead of BLAS threads (measured in docs/performance.md):
 
 * NumPy runs element-wise work (softmax, tanh, the LSTM gates, beam bookkeeping) on one
   core whatever the BLAS thread count, and the recurrence's small per-step products
-  gain little from a second BLAS thread; two independent halves keep both cores busy.
-* OpenBLAS's idle threads spin for a while after each product; mixing them with
-  Python threads slowed a training step down by a quarter. So while `map_threads` runs
+  gain little from a second BLAS thread; independent row groups keep every core busy.
+* OpenBLAS's idle threads spin for a while after each product, and mixing them with
+  Python threads slows a training step down. So while `map_threads` runs
   several workers, BLAS is limited to one thread for the whole process (threadpoolctl),
   and restored after.
 
 How many threads rnncap uses is a process-wide setting, like the BLAS thread count it
-replaces: `set_threads(n)` (the CLI's --threads). The default is 1: everything runs in
-the calling thread and the BLAS library is left as it is.
+replaces: `set_threads(n)` (the CLI's --threads). The default, `default_threads()`, is
+the machine's core count capped at DEFAULT_MAX_THREADS (docs/performance.md shows the
+measurements behind the cap).
 
-This module knows functions and lists; not models, decoding or data.
+This module knows functions, arrays of rows and lists; not models, what a loss
+computes, decoding or data.
 """
 
 from __future__ import annotations
 
+import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Sequence, TypeVar
 
-__all__ = ["get_threads", "map_threads", "set_threads"]
+import numpy as np
+
+__all__ = ["DEFAULT_MAX_THREADS", "data_parallel", "default_threads", "get_threads",
+           "map_threads", "set_threads", "split_rows"]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-_threads = 1
-_blas = None  # threadpoolctl's handle on the BLAS libraries, found once (0.2 ms a search)
+#: The most threads rnncap uses unless told otherwise (see default_threads).
+DEFAULT_MAX_THREADS = 4
+
+
+def default_threads() -> int:
+    """The default thread count: the cores this process may run on, at most
+    DEFAULT_MAX_THREADS. A training batch of 100 captions split further leaves each
+    thread too few rows for its matrix products to run at speed
+    (docs/performance.md, "How many threads")."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, DEFAULT_MAX_THREADS))
+
+
+_threads = default_threads()
+_blas = None  # threadpoolctl's handle on the BLAS libraries, found once (a search is slow)
 
 
 def _check_count(name: str, n) -> int:
@@ -64,7 +90,7 @@ def set_threads(n: int) -> int:
 
 
 def get_threads() -> int:
-    """How many threads rnncap computes with (`set_threads`; 1 by default)."""
+    """How many threads rnncap computes with (`set_threads`; `default_threads()` until set)."""
     return _threads
 
 
@@ -107,3 +133,71 @@ def map_threads(fn: Callable[[T], R], items: Iterable[T], workers: int | None = 
     # One BLAS thread per worker: `workers` threads in all, not workers x BLAS threads.
     with _blas_controller().limit(limits=1), ThreadPoolExecutor(workers) as pool:
         return list(pool.map(fn, items))
+
+
+def split_rows(costs, groups: int) -> list[np.ndarray]:
+    """Rows of a batch dealt into `groups` groups of about equal total cost.
+
+    The rows are ranked by cost, highest first, and dealt round-robin: group g gets
+    ranks g, g + groups, ... So every group gets costly and cheap rows alike, and the
+    groups' totals differ by at most one row's cost.
+
+    Args:
+        costs: (N,) numbers, the work each row costs (e.g. its caption's length).
+        groups: the number of groups wanted, >= 1.
+
+    Returns:
+        A list of max(1, min(groups, N)) int arrays of row indices, each in increasing
+        order; together they hold every row once. [arange(N)] for one group.
+
+    Raises:
+        ValueError: groups is not an integer >= 1.
+    """
+    costs = np.asarray(costs)
+    N = costs.shape[0]
+    groups = max(1, min(_check_count("groups", groups), N))
+    if groups == 1:
+        return [np.arange(N)]
+    ranked = np.argsort(-costs, kind="stable")
+    return [np.sort(ranked[g::groups]) for g in range(groups)]
+
+
+def data_parallel(loss_fn: Callable, batch: Sequence[np.ndarray], groups: Sequence[np.ndarray],
+                  workers: int | None = None) -> tuple[float, dict]:
+    """The batch's loss and gradients, computed group by group and summed.
+
+    `loss_fn(*arrays) -> (loss, grads)` must return the MEAN over the rows it is given
+    (as CaptioningRNN's losses do: summed, divided by their N). Group g's loss and
+    gradients are weighted by n_g / N, so the sum equals the whole batch's mean up to
+    float rounding. Groups run on up to `workers` threads (`map_threads`) and are added
+    in the order given, so the result does not depend on how many threads ran them.
+
+    Args:
+        loss_fn: the loss function; safe to call from several threads at once (pure).
+        batch: arrays with a leading axis N (e.g. features (N, D), captions (N, T + 1)).
+        groups: int arrays of row indices that together hold every row once
+            (`split_rows`). With one group the batch goes to loss_fn as it is.
+        workers: the most threads to use; None: `get_threads()`.
+
+    Returns:
+        (loss, grads): a float and a dict of arrays, the keys, shapes and dtypes of
+        loss_fn's gradients.
+    """
+    if len(groups) == 1:
+        return loss_fn(*batch)
+    N = len(batch[0])
+
+    def one_group(rows):
+        loss, grads = loss_fn(*(a[rows] for a in batch))
+        share = len(rows) / N
+        for g in grads.values():
+            g *= g.dtype.type(share)
+        return loss * share, grads
+
+    parts = map_threads(one_group, groups, workers)
+    loss, grads = parts[0]
+    for part_loss, part_grads in parts[1:]:
+        loss += part_loss
+        for k in grads:
+            grads[k] += part_grads[k]
+    return loss, grads

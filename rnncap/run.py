@@ -33,6 +33,7 @@ from rnncap.checkpoint import (CheckpointError, find_latest, pack, read_checkpoi
 from rnncap.config import RunConfig, from_dict, load_config, to_dict
 from rnncap.evaluate import DecodeOptions, evaluate_split
 from rnncap.schema import check_training_checkpoint
+from rnncap.parallel import get_threads
 
 __all__ = ["TrainingError", "Restored", "train", "restore", "load_run_data", "say"]
 
@@ -209,6 +210,8 @@ def _prepare(config: RunConfig | None, run_dir: Path, resume: bool,
             raise ValueError(f"--epochs {num_epochs} is fewer than the {done} epochs the checkpoint "
                              f"{restored.checkpoint.folder} has trained; a run cannot be shortened")
         config = from_dict(RunConfig, {"train": {"num_epochs": num_epochs}}, "num_epochs", base=config)
+    if config.train.row_groups is None:  # fixed for the whole run, resumes included
+        config = from_dict(RunConfig, {"train": {"row_groups": get_threads()}}, "threads", base=config)
     return config, restored
 
 
@@ -248,7 +251,9 @@ class _Trainer:
             self.model, self.data, update_rule=tc.update_rule,
             optim_config={"learning_rate": tc.learning_rate}, lr_decay=tc.lr_decay,
             batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False, progress=progress,
-            seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[self.on_epoch_end], **hooks)
+            seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[self.on_epoch_end],
+            loss_fn=getattr(self.model, "fast_loss", None),  # None: model.loss
+            row_groups=tc.row_groups, **hooks)
         if state is not None:
             solver.load_state_dict(state)
             if solver.epoch != solver.t // solver.iterations_per_epoch:

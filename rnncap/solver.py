@@ -15,12 +15,16 @@ then the callbacks run (validation metrics and checkpoints hook in there).
 
 Beyond CS231n: `seed`, `grad_clip` (global norm), `progress` (a tqdm bar instead of print
 lines), `callbacks`, a `stop_requested` flag that ends `train()` cleanly after the current
-iteration, a FloatingPointError before any non-finite update, and state_dict() /
-load_state_dict() for bit-identical resumption.
+iteration, a FloatingPointError before any non-finite update, state_dict() /
+load_state_dict() for bit-identical resumption, `loss_fn` (another function with the
+contract of `model.loss`, e.g. CaptioningRNN.fast_loss) and `row_groups` (each batch
+split into that many row groups whose gradients are computed on threads and summed:
+rnncap.parallel.data_parallel).
 
-This module knows the model contract (`params`, `loss(features, captions)`), the update
-rules and three data keys (train_captions, train_image_idxs, train_features). It knows
-nothing about images, words, files or what the model computes.
+This module knows the model contract (`params`, `loss(features, captions)`, and
+optionally `row_costs(captions)` to balance row groups), the update rules and three data
+keys (train_captions, train_image_idxs, train_features). It knows nothing about images,
+words, files or what the model computes.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from rnncap import optim
+from rnncap import optim, parallel
 
 _DEFAULTS = {
     "update_rule": "sgd",
@@ -46,6 +50,8 @@ _DEFAULTS = {
     "progress": False,
     "callbacks": (),
     "iteration_callbacks": (),
+    "loss_fn": None,  # model.loss
+    "row_groups": 1,
 }
 _STATE_KEYS = ("t", "epoch", "loss_history", "optim_configs", "rng_state")
 
@@ -109,7 +115,11 @@ class CaptioningSolver:
                 grad_clip (None: no clipping; else the global norm), progress (False),
                 callbacks (iterable of cb(solver), called at every epoch's end),
                 iteration_callbacks (iterable of cb(solver), called after every iteration,
-                before the epoch's callbacks).
+                before the epoch's callbacks), loss_fn (None: model.loss; else a
+                function with its contract), row_groups (1: each batch in one piece;
+                n: split into n groups of rows of about equal cost, computed on up to
+                rnncap.parallel.get_threads() threads and summed; the rounding of the
+                gradient depends on n, so a resumed run must keep it).
 
         Raises:
             ValueError: unknown keyword arguments, an unknown update rule, bad values,
@@ -122,7 +132,7 @@ class CaptioningSolver:
         rule = opts["update_rule"]
         if rule not in optim.UPDATE_RULES:
             raise ValueError(f"update_rule must be one of {', '.join(optim.UPDATE_RULES)}; got {rule!r}")
-        for name in ("batch_size", "print_every"):
+        for name in ("batch_size", "print_every", "row_groups"):
             if isinstance(opts[name], bool) or not isinstance(opts[name], (int, np.integer)) or opts[name] < 1:
                 raise ValueError(f"{name} must be a positive integer; got {opts[name]!r}")
         if isinstance(opts["num_epochs"], bool) or not isinstance(opts["num_epochs"], (int, np.integer)) or opts["num_epochs"] < 0:
@@ -135,6 +145,8 @@ class CaptioningSolver:
         iteration_callbacks = tuple(opts["iteration_callbacks"])
         if not all(callable(cb) for cb in callbacks + iteration_callbacks):
             raise ValueError("callbacks and iteration_callbacks must be callables taking the solver")
+        if opts["loss_fn"] is not None and not callable(opts["loss_fn"]):
+            raise ValueError(f"loss_fn must be None or a function like model.loss; got {opts['loss_fn']!r}")
 
         self.model = model
         self.data = data
@@ -151,6 +163,8 @@ class CaptioningSolver:
         self.progress = bool(opts["progress"])
         self.callbacks = callbacks
         self.iteration_callbacks = iteration_callbacks
+        self.loss_fn = opts["loss_fn"]  # None: model.loss, looked up at every step
+        self.row_groups = int(opts["row_groups"])
         self.iterations_per_epoch = max(self._captions.shape[0] // self.batch_size, 1)
         self.num_iterations = self.num_epochs * self.iterations_per_epoch
         self._rng = np.random.default_rng(self.seed)
@@ -170,7 +184,14 @@ class CaptioningSolver:
         idx = self._rng.integers(0, self._captions.shape[0], size=self.batch_size)
         captions = self._captions[idx]  # (N, T)
         features = self._features[self._image_idxs[idx]]  # (N, D)
-        loss, grads = self.model.loss(features, captions)
+        loss_fn = self.loss_fn or self.model.loss
+        if self.row_groups == 1:
+            loss, grads = loss_fn(features, captions)
+        else:
+            row_costs = getattr(self.model, "row_costs", None)
+            costs = row_costs(captions) if row_costs is not None else np.ones(len(captions))
+            groups = parallel.split_rows(costs, self.row_groups)
+            loss, grads = parallel.data_parallel(loss_fn, (features, captions), groups)
         loss = float(loss)
         bad = [k for k, g in grads.items() if not np.isfinite(g).all()]
         if not math.isfinite(loss) or bad:

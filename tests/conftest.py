@@ -37,3 +37,14 @@ def _rehash(folder):
 def rehash():
     """rehash(folder): re-sign a checkpoint after editing it, as a careful attacker would."""
     return _rehash
+
+
+@pytest.fixture(autouse=True)
+def _thread_count_restored():
+    """rnncap's thread count is process-wide (the CLI's main() sets it): every test starts
+    from the default and leaves it there."""
+    from rnncap.parallel import default_threads, set_threads
+
+    set_threads(default_threads())
+    yield
+    set_threads(default_threads())

@@ -211,10 +211,13 @@ def _threads_after(args, tmp_path, **env_vars):
     return out.stdout.split() or out.stderr.strip().splitlines()[-1:]
 
 
-def test_threads_default_to_one_and_follow_the_flag(tmp_path):
+def test_threads_default_to_the_cores_capped_and_follow_the_flag(tmp_path):
     import os
 
-    assert _threads_after(["report", "nowhere"], tmp_path) == ["1", "1", "1"]
+    from rnncap.parallel import default_threads
+
+    n = str(default_threads())
+    assert _threads_after(["report", "nowhere"], tmp_path) == ["1", n, n]
     if (os.cpu_count() or 1) >= 2:
         assert _threads_after(["--threads", "2", "report", "nowhere"], tmp_path) == ["1", "2", "2"]
         # A thread variable of the environment is left to BLAS; rnncap stays on one thread.

@@ -127,6 +127,33 @@ def test_beam_size_one_equals_greedy(seed):
     np.testing.assert_array_equal(res.tokens, greedy(step, state, START, END, 9))
 
 
+def test_beam_size_one_equals_greedy_under_exact_ties():
+    """A step returning one constant row: every token ties at every step. Greedy takes
+    the lowest id (np.argmax); beam size 1 must too, for log-probabilities and raw scores."""
+    def constant(tokens, state):
+        return np.zeros((len(tokens), 9)), state
+
+    state = (np.zeros((2, 3)),)
+    want = greedy(constant, state, start_id=1, end_id=2, max_length=3)
+    assert want.tolist() == [[0, 0, 0], [0, 0, 0]]
+    for logits in (False, True):
+        got = beam_search(constant, state, start_id=1, end_id=2, max_length=3, beam_size=1,
+                          logits=logits)
+        np.testing.assert_array_equal(got.tokens, want)
+
+
+def test_wider_beams_break_exact_ties_towards_lower_ids():
+    """Five tied tokens and beam size 2: the two live beams are tokens 0 and 1."""
+    def five_ties(tokens, state):
+        row = np.full(9, -np.inf)
+        row[[3, 4, 5, 6, 7]] = 0.0
+        return np.tile(row, (len(tokens), 1)), state
+
+    got = beam_search(five_ties, (np.zeros((1, 1)),), start_id=1, end_id=2, max_length=2,
+                      beam_size=2, n_best=2)
+    assert [h.tokens.tolist() for h in got.nbest[0]] == [[3, 3], [3, 4]]
+
+
 def test_beam_finds_more_probable_caption_than_greedy():
     # Greedy takes 3 (p=.6) then END (p=.5): total .30. Taking 4 (p=.4) then
     # END (p=.9) gives .36, which a beam of 2 keeps and finds.

@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
 
-from rnncap.parallel import get_threads, map_threads, set_threads
+from rnncap.gradcheck import eval_numerical_gradient, rel_error
+from rnncap.model import CaptioningRNN
+from rnncap.parallel import (
+    data_parallel,
+    default_threads,
+    get_threads,
+    map_threads,
+    set_threads,
+    split_rows,
+)
 
 
 def _blas_threads():
@@ -62,15 +71,24 @@ def test_an_exception_in_a_worker_reaches_the_caller():
 
 
 def test_the_process_wide_count_is_the_default_number_of_workers():
-    assert get_threads() == 1
+    assert get_threads() == default_threads()
     previous = set_threads(3)
     try:
-        assert previous == 1 and get_threads() == 3
+        assert previous == default_threads() and get_threads() == 3
         idents = map_threads(lambda _: (time.sleep(0.05), threading.get_ident())[1], range(3))
         assert len(set(idents)) == 3
     finally:
         set_threads(previous)
-    assert get_threads() == 1
+    assert get_threads() == default_threads()
+
+
+def test_default_is_the_cores_capped():
+    import os
+
+    from rnncap.parallel import DEFAULT_MAX_THREADS
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert default_threads() == max(1, min(cores, DEFAULT_MAX_THREADS))
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2", None, float("inf"), float("nan")])
@@ -80,4 +98,92 @@ def test_bad_counts(bad):
             map_threads(lambda x: x, range(3), workers=bad)
     with pytest.raises(ValueError, match="threads must be an integer >= 1"):
         set_threads(bad)
-    assert get_threads() == 1
+    assert get_threads() == default_threads()
+
+
+def test_split_rows_by_hand():
+    costs = [2, 4, 0, 3, 4]  # ranked rows 1, 4, 3, 0, 2 (highest first, stable)
+    assert [list(g) for g in split_rows(costs, 2)] == [[1, 2, 3], [0, 4]]
+    assert [list(g) for g in split_rows(costs, 3)] == [[0, 1], [2, 4], [3]]
+    assert [list(g) for g in split_rows(costs, 1)] == [[0, 1, 2, 3, 4]]
+    assert [list(g) for g in split_rows(costs, 9)] == [[1], [4], [3], [0], [2]]  # at most N
+    with pytest.raises(ValueError, match="groups must be an integer >= 1"):
+        split_rows(costs, 0)
+
+
+def test_split_rows_hold_every_row_once_with_balanced_costs():
+    rng = np.random.default_rng(7)
+    costs = rng.integers(0, 18, size=101)
+    for groups in (2, 3, 4):
+        parts = split_rows(costs, groups)
+        assert sorted(np.concatenate(parts)) == list(range(101))
+        sums = [int(costs[g].sum()) for g in parts]
+        assert max(sums) - min(sums) <= 17, sums  # at most one row's cost apart
+
+
+def _model(cell, every=True):
+    words = ["<NULL>", "<START>", "<END>"] + [f"w{i}" for i in range(6)]
+    return CaptioningRNN({w: i for i, w in enumerate(words)}, input_dim=4, wordvec_dim=3,
+                         hidden_dim=5, cell_type=cell, dtype=np.float64, seed=0,
+                         image_every_step=every)
+
+
+def _captions(rng, N, T, pad_from):
+    caps = rng.integers(3, 9, size=(N, T))
+    caps[:, 0] = 1
+    for n, end in enumerate(pad_from):
+        caps[n, end] = 2
+        caps[n, end + 1:] = 0
+    return caps
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("groups,workers", [(2, 2), (3, 2), (7, 3), (3, 1)])
+def test_data_parallel_equals_the_whole_batch(cell, groups, workers):
+    """Row groups (one caption has no target, one is full length) summed give the whole
+    batch's loss and gradients, on any number of threads."""
+    m = _model(cell)
+    rng = np.random.default_rng(5)
+    features = rng.standard_normal((7, 4))
+    captions = _captions(rng, 7, 8, [1, 7, 3, 5, 2, 7, 4])
+    captions[0, 1:] = 0
+    want_loss, want = m.fast_loss(features, captions)
+    parts = split_rows(m.row_costs(captions), groups)
+    assert len(parts) == groups
+    loss, grads = data_parallel(m.fast_loss, (features, captions), parts, workers)
+    assert loss == pytest.approx(want_loss, rel=1e-13)
+    for k in want:
+        np.testing.assert_allclose(grads[k], want[k], rtol=1e-12, atol=1e-14, err_msg=k)
+        assert grads[k].dtype == want[k].dtype
+
+
+def test_data_parallel_result_does_not_depend_on_the_thread_count():
+    m = _model("lstm")
+    rng = np.random.default_rng(6)
+    features = rng.standard_normal((9, 4))
+    captions = _captions(rng, 9, 6, [3, 4, 5, 2, 1, 5, 5, 3, 4])
+    parts = split_rows(m.row_costs(captions), 3)
+    one = data_parallel(m.fast_loss, (features, captions), parts, workers=1)
+    three = data_parallel(m.fast_loss, (features, captions), parts, workers=3)
+    assert one[0] == three[0]
+    for k in one[1]:
+        np.testing.assert_array_equal(one[1][k], three[1][k])
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_data_parallel_gradient_matches_finite_differences(cell):
+    m = _model(cell)
+    rng = np.random.default_rng(6)
+    for k in m.params:
+        m.params[k] = 0.5 * rng.standard_normal(m.params[k].shape)
+    features = rng.standard_normal((4, 4))
+    captions = _captions(rng, 4, 6, [3, 4, 5, 2])
+    parts = split_rows(m.row_costs(captions), 2)
+
+    def loss_fn():
+        return data_parallel(m.fast_loss, (features, captions), parts, workers=2)
+
+    _, grads = loss_fn()
+    for k in m.params:
+        num = eval_numerical_gradient(lambda _: loss_fn()[0], m.params[k], verbose=False)
+        assert rel_error(grads[k], num) <= 1e-5, k

@@ -13,7 +13,8 @@ def _config(folder, **train):
     return with_overrides(RunConfig(), {
         "data": {"path": str(folder), "format": "karpathy"},
         "model": {"cell_type": "lstm", "hidden_dim": 16, "wordvec_dim": 8, "image_every_step": True},
-        "train": {"batch_size": 40, "num_epochs": 3, "val_images": 0, "seed": 5, **train}})
+        "train": {"batch_size": 40, "num_epochs": 3, "val_images": 0, "seed": 5, "row_groups": 1,
+                  **train}})
 
 
 @pytest.fixture(scope="module")
@@ -63,28 +64,29 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_shapes, tiny_data, u
     assert ha == hb
 
 
-def test_resume_on_two_threads_equals_uninterrupted_on_two_threads(tiny_shapes, tiny_data, tmp_path,
+def test_resume_keeps_the_runs_row_groups_whatever_the_thread_count(tiny_shapes, tiny_data, tmp_path,
                                                                     monkeypatch):
-    from rnncap import model as model_module
     from rnncap import parallel
 
     groups = []
+    real = parallel.data_parallel
 
-    def spy(fn, items, workers=None):
-        items = list(items)
-        groups.append(len(items))
-        return parallel.map_threads(fn, items, workers)
+    def spy(loss_fn, batch, parts, workers=None):
+        groups.append(len(parts))
+        return real(loss_fn, batch, parts, workers)
 
-    monkeypatch.setattr(model_module, "map_threads", spy)
-    config = _config(tiny_shapes, num_epochs=2)
+    monkeypatch.setattr(parallel, "data_parallel", spy)
+    config = _config(tiny_shapes, num_epochs=2, row_groups=None)  # None: the thread count
     previous = parallel.set_threads(2)  # batches split into two row groups on two threads
     try:
         train(config, tmp_path / "full", progress=False, data=tiny_data)
         first = train(config, tmp_path / "cut", progress=False, data=tiny_data, stop_after=5)
         assert first["status"] == "interrupted"
+        parallel.set_threads(1)  # the run keeps its two row groups, on one thread
         train(config, tmp_path / "cut", resume=True, progress=False, data=tiny_data)
     finally:
         parallel.set_threads(previous)
+    assert restore(tmp_path / "cut").config.train.row_groups == 2
     assert groups and set(groups) == {2}  # every training step ran as two row groups
     a, b = restore(tmp_path / "full"), restore(tmp_path / "cut")
     for k in a.model.params:
@@ -96,7 +98,7 @@ def test_sigint_saves_a_checkpoint_and_resume_matches(tiny_shapes, tiny_data, un
     from rnncap.model import CaptioningRNN
 
     calls = {"n": 0}
-    real_loss = CaptioningRNN.loss
+    real_loss = CaptioningRNN.fast_loss  # the loss the trainer runs
 
     def loss_then_ctrl_c(self, features, captions):
         calls["n"] += 1
@@ -104,10 +106,10 @@ def test_sigint_saves_a_checkpoint_and_resume_matches(tiny_shapes, tiny_data, un
             os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C mid-iteration
         return real_loss(self, features, captions)
 
-    monkeypatch.setattr(CaptioningRNN, "loss", loss_then_ctrl_c)
+    monkeypatch.setattr(CaptioningRNN, "fast_loss", loss_then_ctrl_c)
     first = train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data)
     assert first["status"] == "interrupted" and first["iterations"] == 4
-    monkeypatch.setattr(CaptioningRNN, "loss", real_loss)
+    monkeypatch.setattr(CaptioningRNN, "fast_loss", real_loss)
     train(_config(tiny_shapes), tmp_path, resume=True, progress=False, data=tiny_data)
     a, b = restore(uninterrupted[0]), restore(tmp_path)
     for k in a.model.params:
@@ -118,14 +120,14 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_shapes, tiny_data, t
     from rnncap.model import CaptioningRNN
 
     calls = {"n": 0}
-    real_loss = CaptioningRNN.loss
+    real_loss = CaptioningRNN.fast_loss  # the loss the trainer runs
 
     def loss_goes_nan(self, features, captions):
         calls["n"] += 1
         loss, grads = real_loss(self, features, captions)
         return (float("nan"), grads) if calls["n"] == 9 else (loss, grads)
 
-    monkeypatch.setattr(CaptioningRNN, "loss", loss_goes_nan)
+    monkeypatch.setattr(CaptioningRNN, "fast_loss", loss_goes_nan)
     with pytest.raises(TrainingError, match="last good checkpoint"):
         train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data)
     r = restore(tmp_path)

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Re-score the studies' beam-search rows with the current decoder, without training anything:
 # beam 3 and beam 5 for the word models of docs/results.md, beam 3 for the character models of
-# docs/word-vs-character.md, then every analysis that reads those eval JSONs. Made for af01d78
-# (a caption cut at max_length now ranks below every complete one); greedy rows are not re-run,
-# since greedy decoding did not change.
+# docs/word-vs-character.md, then every analysis that reads those eval JSONs (beam search ranks
+# a caption cut at max_length below every complete one); greedy rows are not re-run.
 #
 #   bash benchmarks/studies/rescore_beam.sh        # from the repository root, after results.sh
 #                                                  # and word_vs_char.sh made the runs

@@ -1,16 +1,16 @@
 """CPU time of one training step, word level against character level (study 2's time budget).
 
-A training step is exactly what `CaptioningSolver._step` does: a minibatch of 64 captions,
-`model.loss` (forward and backward through every time step), global-norm clipping and an Adam
-update of every parameter.
+A training step is exactly what the trainer's `CaptioningSolver._step` does: a minibatch of 64
+captions, `model.fast_loss` (forward and backward through every time step), global-norm clipping
+and an Adam update of every parameter.
 
 Two ways to get the minibatches:
 - `--data FOLDER` (default when given): the real shapes training captions at each level. Needed
-  since rnncap trains on packed sequences (commit e3c9ce9): the padding after each caption is
-  skipped, so a step's cost depends on the captions' real lengths, not only on T.
+  since rnncap trains on packed sequences: the padding after each caption is skipped, so a step's
+  cost depends on the captions' real lengths, not only on T.
 - no `--data`: random ids filling all T = 15 + 2 words (V = 52) or 80 + 2 characters (V = 28)
-  columns. Exact for the padded implementation (before e3c9ce9), where every column was computed;
-  an overestimate after it. The first measurement of study 2 was made this way, at commit daef9b2.
+  columns: the cost of a padded step, where every column is computed (study 2's runs trained with
+  one); an overestimate of the packed step.
 
 Time is `time.process_time()` of this process with one BLAS thread: the machine is shared, so wall
 time is noisy; CPU time is what the budget is matched on.
@@ -66,7 +66,7 @@ def time_steps(data: dict, *, steps: int, reps: int, cell: str, H: int, W: int, 
         solver = CaptioningSolver(model, data, update_rule="adam",
                                   optim_config={"learning_rate": 5e-3}, batch_size=batch,
                                   num_epochs=1, grad_clip=5.0, verbose=False, seed=r,
-                                  iteration_callbacks=[stop])
+                                  iteration_callbacks=[stop], loss_fn=model.fast_loss)
         t0 = time.process_time()
         solver.train()
         dt = (time.process_time() - t0) / solver.t

@@ -11,9 +11,9 @@ PY="env OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/python"
 RNNCAP="env OPENBLAS_NUM_THREADS=1 nice -n 10 .venv/bin/rnncap"
 
 # 1. CPU seconds per training step, word (T = 17, V = 52) and character (T = 82, V = 28), on the
-#    real training captions (rnncap trains on packed sequences since e3c9ce9, so lengths matter).
-#    The committed study ran at daef9b2 (padded training) with full-length synthetic captions,
-#    `step_time.py` without --data: benchmarks/studies/out/step_time.json.
+#    real training captions (rnncap trains on packed sequences, so lengths matter). The study's
+#    runs trained with a padded step, timed with full-length synthetic captions by `step_time.py`
+#    without --data: benchmarks/studies/out/step_time.json.
 $PY benchmarks/studies/step_time.py --data "$DATA" --out "$OUT/step_time.json"
 cp "$OUT/step_time.json" benchmarks/studies/out/step_time_packed.json
 # 2. The character model: the word model's 2,343 iterations x (word / char CPU per step).

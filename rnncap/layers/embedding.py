@@ -7,9 +7,9 @@ k times in the batch receives the SUM of k gradients. Plain fancy-index assignme
 exists to avoid (see docs/layers/embedding.md).
 
 The accumulation sorts the positions by word id and sums each run of equal ids with
-`np.add.reduceat`. At V=1004, N*T=1600, W=256 it measured 2-3x faster than
-`np.add.at` on Zipf-distributed ids (real captions repeat "a", "<END>", ...) and no
-slower on uniform ids (benchmarks/bench_embedding.py); unlike a bincount over weights
+`np.add.reduceat`, which is faster than `np.add.at` on Zipf-distributed ids (real
+captions repeat "a", "<END>", ...) and no slower on uniform ids (measured in
+docs/layers/embedding.md, benchmarks/bench_embedding.py); unlike a bincount over weights
 it stays in the table's dtype instead of going through float64.
 
 This module does not know the vocabulary's words or special tokens; ids are just rows.

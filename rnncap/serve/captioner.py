@@ -84,6 +84,12 @@ class Captioner:
             self.extractor = load_extractor(dirs["extractor"])
         self.examples = _find_examples(self.restored, examples)
         self._card = self._model_card()
+        # The model is read-only here, so its fast decoding step (raw scores; beam search
+        # normalizes only what it keeps) is made once and shared by every request.
+        model = self.restored.model
+        self._step, self._logits = model.step, False
+        if hasattr(model, "decoder_step"):
+            self._step, self._logits = model.decoder_step(logits=True), True
 
     # ------------------------------------------------------------------ the model card
     @property
@@ -186,10 +192,10 @@ class Captioner:
         ids = dict(start_id=m.word_to_idx["<START>"], end_id=m.word_to_idx["<END>"],
                    max_length=T)
         # Beam search with k = 1 is greedy decoding (rnncap.decode), with its log-probability.
-        greedy = decode.beam_search(m.step, m.init_state(features), beam_size=1,
-                                    null_id=m.word_to_idx["<NULL>"], **ids)
-        beams = decode.beam_search(m.step, m.init_state(features), beam_size=beam_size,
-                                   n_best=beam_size, null_id=m.word_to_idx["<NULL>"], **ids)
+        ids.update(null_id=m.word_to_idx["<NULL>"], logits=self._logits)
+        greedy = decode.beam_search(self._step, m.init_state(features), beam_size=1, **ids)
+        beams = decode.beam_search(self._step, m.init_state(features), beam_size=beam_size,
+                                   n_best=beam_size, **ids)
         out = []
         for i in range(len(features)):
             alts = [{"caption": vocab.decode_clean(np.asarray(h.tokens)[None])[0],

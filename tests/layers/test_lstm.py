@@ -121,7 +121,7 @@ def test_sequence_backward_matches_finite_differences():
     nums = numerical_input_gradients(lstm_forward, args, [dh])
     for name, got, num in zip(["dx", "dh0", "dWx", "dWh", "db"], grads, nums):
         err = rel_error(got, num)
-        assert err <= 1e-5, (name, err)
+        assert err <= 1e-6, (name, err)  # measured: 1.6e-8; a margin of about 60x
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -91,7 +91,7 @@ def test_sequence_backward_matches_finite_differences():
     nums = numerical_input_gradients(rnn_forward, args, [dh])
     for name, got, num in zip(["dx", "dh0", "dWx", "dWh", "db"], grads, nums):
         err = rel_error(got, num)
-        assert err <= 1e-5, (name, err)
+        assert err <= 5e-8, (name, err)  # measured: 5.9e-10; a margin of about 60x
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -1,26 +1,24 @@
-"""Tests for rnncap.layers.packing and the packed recurrences built on it: the layout
+"""Tests for rnncap.fast.packing and the packed recurrences built on it: the layout
 against hand-written values, gathers against plain loops, the packed RNN/LSTM against
-each row run alone through the CS231n step functions, and their backward passes
-against float64 finite differences."""
+each row run alone through the CS231n step functions (the reference path), and their
+backward passes against float64 finite differences."""
 
 import numpy as np
 import pytest
 
 from rnncap.gradcheck import numerical_input_gradients, rel_error
-from rnncap.layers import (
+from rnncap.fast import (
     add_to_every_step,
     lstm_packed_backward,
     lstm_packed_forward,
-    lstm_step_forward,
     pack,
     pack_layout,
     rnn_packed_backward,
     rnn_packed_forward,
-    rnn_step_forward,
-    row_groups,
     sum_over_steps,
     unsort_rows,
 )
+from rnncap.layers import lstm_step_forward, rnn_step_forward
 
 # Row lengths 2, 4, 0, 3, 4 (row 3 has a masked position before its last target).
 MASK = np.array([
@@ -30,6 +28,10 @@ MASK = np.array([
     [1, 0, 1, 0, 0],
     [1, 1, 1, 1, 0],
 ], dtype=bool)
+
+# The finite-difference check below measured largest relative errors of 8.5e-10 (rnn)
+# and 8.9e-8 (lstm) (float64, h = 1e-5); the thresholds leave a margin of about 60x.
+PACKED_GRAD_TOL = {"rnn": 5e-8, "lstm": 5e-6}
 
 
 def test_layout_by_hand():
@@ -45,24 +47,6 @@ def test_all_masked_gives_an_empty_layout():
     lay = pack_layout(np.zeros((3, 4), dtype=bool))
     assert lay.size == 0 and len(lay.batch_sizes) == 0
     assert pack(np.ones((3, 4, 2)), lay).shape == (0, 2)
-
-
-def test_row_groups_by_hand():
-    # lengths 2, 4, 0, 3, 4 -> ranked rows 1, 4, 3, 0, 2 (longest first, stable)
-    assert [list(g) for g in row_groups(MASK, 2)] == [[1, 2, 3], [0, 4]]
-    assert [list(g) for g in row_groups(MASK, 3)] == [[0, 1], [2, 4], [3]]
-    assert [list(g) for g in row_groups(MASK, 1)] == [[0, 1, 2, 3, 4]]
-    assert [list(g) for g in row_groups(MASK, 9)] == [[1], [4], [3], [0], [2]]  # at most N
-
-
-def test_row_groups_hold_every_row_once_with_balanced_sizes():
-    rng = np.random.default_rng(7)
-    mask = np.arange(17)[None, :] < rng.integers(0, 18, size=101)[:, None]
-    for groups in (2, 3, 4):
-        parts = row_groups(mask, groups)
-        assert sorted(np.concatenate(parts)) == list(range(101))
-        sizes = [int(mask[g].sum()) for g in parts]  # positions per group
-        assert max(sizes) - min(sizes) <= 17, sizes  # at most one row's length apart
 
 
 def test_pack_and_per_row_helpers_match_loops():
@@ -138,7 +122,7 @@ def test_packed_backward_matches_finite_differences(cell):
     nums = numerical_input_gradients(lambda *a: forward(*a, lay.batch_sizes), [a_x, h0, Wh], [dh])
     for name, got, num in zip(["da_x", "dh0", "dWh"], [da_x, dh0, dWh], nums):
         err = rel_error(got, num)
-        assert err <= 1e-5, (name, err)
+        assert err <= PACKED_GRAD_TOL[cell], (name, err)
     assert not dh0[lay.batch_sizes[0]:].any()  # the row of length 0 gets no gradient
 
 

@@ -15,10 +15,10 @@ still-live row, and so on:
 Because the rows are sorted, the rows alive at step t are the first batch_sizes[t]
 of those alive at step t-1: every step reads a contiguous block, and the recurrence's
 previous state is a prefix of the previous block. All work then scales with the
-number of real tokens, sum(L_n), instead of N*T (about 30% less for COCO captions).
+number of real tokens, sum(L_n), instead of N*T (docs/performance.md measures the gain).
 
 This module knows index bookkeeping only: not cells, not words, not which id is <NULL>
-(the caller builds the mask).
+(the caller builds the mask), not threads.
 """
 
 from __future__ import annotations
@@ -77,30 +77,6 @@ def pack_layout(mask):
     offsets = np.zeros(steps + 1, dtype=np.int64)
     np.cumsum(batch_sizes, out=offsets[1:])
     return PackedLayout(order, lengths, batch_sizes, offsets)
-
-
-def row_groups(mask, groups):
-    """Rows of a batch dealt into `groups` groups with about equal numbers of positions.
-
-    The rows are ranked by length (one past their last True, as in `pack_layout`),
-    longest first, and dealt round-robin: group g gets ranks g, g + groups, ... So every
-    group gets long and short rows alike, and the groups' packed sizes differ by at most
-    one row's length. Used to split a training batch over threads.
-
-    Args:
-        mask: bool (N, T), True where a position counts.
-        groups: the number of groups wanted, >= 1.
-
-    Returns:
-        A list of max(1, min(groups, N)) int arrays of row indices, each in increasing
-        order; together they hold every row once. [arange(N)] for one group.
-    """
-    N = mask.shape[0]
-    groups = max(1, min(int(groups), N))
-    if groups == 1:
-        return [np.arange(N)]
-    ranked = np.argsort(-_lengths(np.asarray(mask, dtype=bool)), kind="stable")
-    return [np.sort(ranked[g::groups]) for g in range(groups)]
 
 
 def pack(a, layout):
@@ -178,15 +154,3 @@ def unsort_rows(a_sorted, layout):
     out = np.empty_like(a_sorted)
     out[layout.order] = a_sorted
     return out
-
-
-def time_major(a):
-    """A full padded batch (N, T, ...) as a packed array (T*N, ...), every row alive at
-    every step (a contiguous copy of a.swapaxes(0, 1))."""
-    N, T = a.shape[:2]
-    return np.ascontiguousarray(a.swapaxes(0, 1)).reshape((T * N,) + a.shape[2:])
-
-
-def batch_major(packed, N, T):
-    """Inverse of `time_major`: (T*N, ...) -> contiguous (N, T, ...)."""
-    return np.ascontiguousarray(packed.reshape((T, N) + packed.shape[1:]).swapaxes(0, 1))
