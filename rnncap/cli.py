@@ -7,6 +7,7 @@
     rnncap report RUN_DIR
     rnncap classify IMAGE... [--json]  ImageNet top-5 with the pretrained backbone
     rnncap serve CHECKPOINT_OR_RUN [--host 127.0.0.1] [--port 8000]
+    rnncap features DATASET [--extractor NAME] [--grid] [--dtype float16|float32] [--workers N]
 
 Training flags are made from the fields of :mod:`rnncap.config`, so every hyperparameter has a flag
 of the right type and a config file and the flags can never disagree on names. A user's mistake
@@ -61,7 +62,7 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
             else:
                 group.add_argument(flag, type=kind, choices=_CHOICES.get((part.name, f.name)),
                                    metavar=None if (part.name, f.name) in _CHOICES else (
-                                       "PATH" if f.name == "path" else kind.__name__.upper()),
+                                       "PATH" if f.name in ("path", "features") else kind.__name__.upper()),
                                    **kw)
 
 
@@ -102,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="train a captioner", description="Train a captioner; checkpoints "
-                       "every epoch and on Ctrl-C into RUN_DIR/checkpoints.")
+                       "every epoch and on Ctrl-C into RUN_DIR/checkpoints. Under `mpiexec -n K` "
+                       "the K ranks share every batch and rank 0 writes the run (docs/scaling.md).")
     t.add_argument("--out", required=True, help="run folder")
     t.add_argument("--config", help="JSON config file (any subset of data/model/train fields)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
@@ -114,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("images", nargs="*", help="image files")
     c.add_argument("--features", help=".npy file of precomputed features, one row per image")
     c.add_argument("--json", action="store_true", help="print JSON lines")
+    c.add_argument("--dask", metavar="ADDRESS",
+                   help="caption --features FILE on a Dask cluster (tcp://host:8786, or local:N) "
+                        "into --out, resumably (pip install 'rnncap[dask]'; docs/scaling.md)")
+    c.add_argument("--out", help="with --dask: the JSON-lines file to write")
+    c.add_argument("--partition-rows", type=int, default=1000,
+                   help="with --dask: feature rows per partition (default: 1000)")
     _decode_flags(c)
 
     e = sub.add_parser("evaluate", help="score a checkpoint's captions on a split")
@@ -149,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest picture accepted, width x height; bigger ones get 400 (default: 40000000)")
     s.add_argument("--max-batch", type=int, default=32,
                    help="most concurrent requests decoded together (1: one at a time; default: 32)")
+    from rnncap import cli_features
+
+    cli_features.add_parser(sub)
     return p
 
 
@@ -178,6 +189,8 @@ def _cmd_train(args) -> int:
 def _train_summary(summary: dict) -> int:
     from rnncap.run import say
 
+    if summary.get("rank", 0) != 0:  # under mpiexec rank 0 alone reports
+        return 130 if summary["status"] == "interrupted" else 0
     say(f"{summary['status']}: {summary['iterations']}/{summary['num_iterations']} iterations, "
         f"checkpoint {summary['checkpoint']}")
     return 130 if summary["status"] == "interrupted" else 0
@@ -189,6 +202,10 @@ def _cmd_caption(args) -> int:
     from rnncap.evaluate import DecodeOptions, decode_features
     from rnncap.run import restore
 
+    if args.dask:
+        from rnncap.distributed import cli_caption
+
+        return cli_caption(args)
     r = restore(args.checkpoint)
     if args.features:
         from rnncap.data.karpathy import read_feature_file
@@ -221,8 +238,18 @@ def _cmd_caption(args) -> int:
         raise ValueError(f"{len(names)} image names but {len(feats)} feature rows in {args.features}")
     options = DecodeOptions(args.method, args.beam_size, args.length_penalty, r.max_length)
     captions = r.vocab.decode_clean(decode_features(r.model, feats, options))
-    for name, caption in zip(names, captions):
-        print(json.dumps({"image": name, "caption": caption}) if args.json else f"{name}\t{caption}")
+    from rnncap import ood
+
+    scores, flagged = ood.flag(feats, r.feature_stats)
+    if scores is None:
+        print(f"rnncap caption: note: checkpoint {r.checkpoint.folder} keeps no statistics of its "
+              f"training features; images are not checked for being unlike them", file=sys.stderr)
+    for i, (name, caption) in enumerate(zip(names, captions)):
+        if flagged is not None and flagged[i]:
+            print(f"rnncap caption: warning: {ood.warning(name, scores[i], r.feature_stats)}", file=sys.stderr)
+        unfamiliar = None if flagged is None else bool(flagged[i])
+        print(json.dumps({"image": name, "caption": caption, "out_of_distribution": unfamiliar})
+              if args.json else f"{name}\t{caption}")
     return 0
 
 
@@ -243,6 +270,9 @@ def _cmd_evaluate(args) -> int:
         raise FileNotFoundError(f"the checkpoint's data folder {config.data.path} does not exist; "
                                 f"pass --data PATH")
     data = load_run_data(config, progress=True, generate=False)
+    from rnncap.run import check_backbone
+
+    check_backbone(r.checkpoint, data, config.data.path)
     if data["vocab"].idx_to_word != r.vocab.idx_to_word:
         raise ValueError(f"the vocabulary of {config.data.path} differs from the checkpoint's; "
                          f"evaluate on the data the model was trained on")
@@ -370,6 +400,12 @@ def _one_line(err: BaseException) -> str:
     return " ".join(text.split())
 
 
+def _cmd_features(args) -> int:
+    from rnncap import cli_features
+
+    return cli_features.run(args)
+
+
 def _cmd_serve(args) -> int:
     from rnncap.serve import serve
 
@@ -387,7 +423,7 @@ def _cmd_serve(args) -> int:
 
 _COMMANDS = {"demo": _cmd_demo, "train": _cmd_train, "caption": _cmd_caption,
              "evaluate": _cmd_evaluate, "report": _cmd_report, "serve": _cmd_serve,
-             "classify": _cmd_classify}
+             "classify": _cmd_classify, "features": _cmd_features}
 
 
 def main(argv: list[str] | None = None) -> int:

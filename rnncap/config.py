@@ -51,6 +51,9 @@ class DataConfig:
         "help": "data folder; with --format shapes, the cache folder the built-in dataset is "
                 "generated into (default there: .cache/rnncap/shapes)"})
     format: str | None = field(default=None, metadata={"help": 'data format; default: detect from the folder'})
+    features: str | None = field(default=None, metadata={"help": "features file (karpathy: .npy/.h5/.mat, "
+                                                                 "one row per image; coco: .npz/.h5 keyed by "
+                                                                 "image id); default: the one in the data folder"})
     level: str = field(default="word", metadata={"help": "caption tokens: 'word' or 'char'"})
     max_length: int | None = field(default=None, metadata={"help": "tokens between <START> and <END>; default: the loader's (15 words, 80 characters)"})
     min_count: int = field(default=1, metadata={"help": 'words seen fewer times in training captions become <UNK>'})

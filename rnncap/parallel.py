@@ -176,16 +176,19 @@ def data_parallel(loss_fn: Callable, batch: Sequence[np.ndarray], groups: Sequen
         loss_fn: the loss function; safe to call from several threads at once (pure).
         batch: arrays with a leading axis N (e.g. features (N, D), captions (N, T + 1)).
         groups: int arrays of row indices that together hold every row once
-            (`split_rows`). With one group the batch goes to loss_fn as it is.
+            (`split_rows`). With one group of every row the batch goes to loss_fn as
+            it is. Groups that hold only some rows (one MPI rank's share,
+            rnncap.mpi) give those rows' share of the batch mean: the same n_g / N
+            weights, summed over the groups given.
         workers: the most threads to use; None: `get_threads()`.
 
     Returns:
         (loss, grads): a float and a dict of arrays, the keys, shapes and dtypes of
         loss_fn's gradients.
     """
-    if len(groups) == 1:
-        return loss_fn(*batch)
     N = len(batch[0])
+    if len(groups) == 1 and len(groups[0]) == N:
+        return loss_fn(*batch)
 
     def one_group(rows):
         loss, grads = loss_fn(*(a[rows] for a in batch))

@@ -58,6 +58,7 @@ class Restored:
     config: RunConfig
     checkpoint: object  # rnncap.checkpoint.Checkpoint
     max_length: int  # tokens the model was trained to generate, <END> included
+    feature_stats: object = None  # rnncap.ood.FeatureStats, or None (a checkpoint without them)
 
 
 def load_run_data(config: RunConfig, progress: bool = True, generate: bool = True) -> dict:
@@ -74,6 +75,15 @@ def load_run_data(config: RunConfig, progress: bool = True, generate: bool = Tru
             "progress": progress}
     if d.format == "shapes":
         opts["generate"] = generate
+    if d.features is not None:
+        from rnncap.config import ConfigError
+        from rnncap.data import detect_format
+
+        fmt = d.format or detect_format(d.path)
+        if fmt not in ("karpathy", "coco"):
+            raise ConfigError(f"data.features names a features file, which only the karpathy and coco "
+                              f"formats read (format here: {fmt})")
+        opts["features"] = d.features
     if d.max_length is not None:
         opts["max_length"] = d.max_length
     return load_data(d.path, d.format, **opts)
@@ -129,21 +139,99 @@ def restore(path: str | Path) -> Restored:
             raise CheckpointError(f"{ckpt.folder}/weights.npz: {k} is {v.dtype} {v.shape}, the model "
                                   f"needs {model.params[k].dtype} {model.params[k].shape}")
         model.params[k] = v
-    return Restored(model, vocab, config, ckpt, max_length)
+    stats = None
+    if "feature_stats" in ckpt.documents:
+        from rnncap import ood
+
+        stats = ood.from_checkpoint(ckpt.documents["feature_stats"], ckpt.arrays.get("feature_stats", {}),
+                                    source=f"{ckpt.folder}/feature_stats")
+        if stats.mean.shape[0] != model.params["W_proj"].shape[0]:
+            raise CheckpointError(f"{ckpt.folder}/feature_stats.npz has {stats.mean.shape[0]}-d statistics, "
+                                  f"the model reads {model.params['W_proj'].shape[0]}-d features")
+    return Restored(model, vocab, config, ckpt, max_length, stats)
 
 
-def _save(run_dir, config, model, vocab, solver, data, history, keep):
+def data_backbone(data: dict) -> dict | None:
+    """{"name", "fingerprint"} of the feature extractor that made the data's features, if known."""
+    from rnncap.data.featfile import fingerprint
+    from rnncap.data.features import read_saved
+
+    if data.get("features_file"):
+        attrs = data["features_file"]["attrs"]
+        return {"name": attrs.get("backbone"), "fingerprint": attrs.get("fingerprint")}
+    if data.get("extractor_dir"):
+        spec, arrays = read_saved(data["extractor_dir"])
+        return {"name": spec.get("name"), "fingerprint": fingerprint(spec, arrays)}
+    return None
+
+
+def checkpoint_backbone(ckpt) -> dict | None:
+    """{"name", "fingerprint"} of the feature extractor a checkpoint holds, or None."""
+    from rnncap.data.featfile import fingerprint
+    from rnncap.data.features import read_saved
+
+    if "extractor" not in ckpt.dirs:
+        return None
+    spec, arrays = read_saved(ckpt.dirs["extractor"])
+    return {"name": spec.get("name"), "fingerprint": fingerprint(spec, arrays)}
+
+
+def check_backbone(ckpt, data: dict, where: str) -> None:
+    """Refuse data whose features another extractor made than the one the checkpoint was trained on."""
+    theirs, ours = data_backbone(data), checkpoint_backbone(ckpt)
+    if theirs is None or ours is None or theirs["fingerprint"] == ours["fingerprint"]:
+        return
+    raise CheckpointError(f"the features of {where} were made by backbone {theirs['name']!r} "
+                         f"(fingerprint {theirs['fingerprint'][:12]}), but checkpoint {ckpt.folder} was "
+                         f"trained on backbone {ours['name']!r} (fingerprint {ours['fingerprint'][:12]}); "
+                         f"make the features with the checkpoint's backbone")
+
+
+def _trained_on(config: RunConfig, data: dict) -> str:
+    """One line naming what a model was trained on, for the out-of-distribution warning."""
+    n = len(data["train_features"])
+    backbone = data_backbone(data)
+    feats = f"{backbone['name']} features" if backbone else "precomputed features"
+    if config.data.format == "shapes":
+        return f"the built-in shapes dataset ({n} training images of coloured shapes, {feats})"
+    name = Path(config.data.path).name if config.data.path else "data"
+    return f"{config.data.format or 'the'} data {name!r} ({n} training images, {feats})"
+
+
+def _feature_stats(config: RunConfig, data: dict):
+    """(document, arrays) of the training features' statistics (rnncap.ood), or None."""
+    from rnncap import ood
+
+    stats = ood.fit_stats(data["train_features"], np.random.default_rng(config.train.seed),
+                          calibration=data.get("val_features"))
+    return None if stats is None else ood.to_checkpoint(stats, _trained_on(config, data))
+
+
+def _save(run_dir, config, model, vocab, solver, data, history, keep, stats=None):
+    import tempfile
+
     solver_arrays: dict = {}
     solver_doc = pack(solver.state_dict(), solver_arrays)
     info = {"rnncap_version": __version__, "max_length": int(data["train_captions"].shape[1] - 1),
             "input_dim": int(data["train_features"].shape[1]), "iteration": int(solver.t),
             "epoch": int(solver.epoch), "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    dirs = {"extractor": data["extractor_dir"]} if data.get("extractor_dir") else {}
-    return save_to_run(
-        run_dir, f"ckpt-{solver.t:08d}", keep=keep, dirs=dirs,
-        documents={"config": to_dict(config), "model": model.config, "vocab": vocab.to_json(),
-                   "solver": solver_doc, "history": history, "info": info},
-        arrays={"weights": dict(model.params), "solver": solver_arrays})
+    documents = {"config": to_dict(config), "model": model.config, "vocab": vocab.to_json(),
+                 "solver": solver_doc, "history": history, "info": info}
+    arrays = {"weights": dict(model.params), "solver": solver_arrays}
+    if stats is not None:
+        documents["feature_stats"], arrays["feature_stats"] = stats
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = {}
+        if data.get("extractor_dir"):
+            dirs["extractor"] = data["extractor_dir"]
+        elif data.get("features_file") and data["features_file"].get("extractor"):
+            # features from `rnncap features`: the extractor travels inside that file
+            from rnncap.data.features import save_spec
+
+            dirs["extractor"] = os.path.join(tmp, "extractor")
+            save_spec(dirs["extractor"], *data["features_file"]["extractor"])
+        return save_to_run(run_dir, f"ckpt-{solver.t:08d}", keep=keep, dirs=dirs,
+                           documents=documents, arrays=arrays)
 
 
 def _learning_rate(solver) -> float:
@@ -176,7 +264,7 @@ def _write_if_changed(path: Path, text: str) -> None:
 
 
 def _prepare(config: RunConfig | None, run_dir: Path, resume: bool,
-             num_epochs: int | None) -> tuple[RunConfig, Restored | None]:
+             num_epochs: int | None, ranks: int = 1) -> tuple[RunConfig, Restored | None]:
     """The run's config (the checkpoint's own on resume) and what a resume restores.
 
     A resume continues from the newest complete checkpoint when the `latest` pointer is missing
@@ -202,8 +290,10 @@ def _prepare(config: RunConfig | None, run_dir: Path, resume: bool,
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
                               f"or choose a new --out folder")
     if not resume and config.data.path is not None:  # evaluate/report/resume may run from another folder
-        config = from_dict(RunConfig, {"data": {"path": str(Path(config.data.path).resolve())}},
-                           "config", base=config)
+        paths = {"path": str(Path(config.data.path).resolve())}
+        if config.data.features is not None:
+            paths["features"] = str(Path(config.data.features).resolve())
+        config = from_dict(RunConfig, {"data": paths}, "config", base=config)
     if num_epochs is not None:
         done = restored.checkpoint.documents["info"]["epoch"] if restored is not None else 0
         if num_epochs < done:
@@ -211,8 +301,16 @@ def _prepare(config: RunConfig | None, run_dir: Path, resume: bool,
                              f"{restored.checkpoint.folder} has trained; a run cannot be shortened")
         config = from_dict(RunConfig, {"train": {"num_epochs": num_epochs}}, "num_epochs", base=config)
     if config.train.row_groups is None:  # fixed for the whole run, resumes included
-        config = from_dict(RunConfig, {"train": {"row_groups": get_threads()}}, "threads", base=config)
+        # MPI ranks share the cores already: one row group each unless --threads says otherwise
+        groups = get_threads() if ranks == 1 or _threads_set() else 1
+        config = from_dict(RunConfig, {"train": {"row_groups": groups}}, "threads", base=config)
     return config, restored
+
+
+def _threads_set() -> bool:
+    from rnncap import parallel
+
+    return parallel.get_threads() != parallel.default_threads()
 
 
 class _Trainer:
@@ -225,14 +323,22 @@ class _Trainer:
     """
 
     def __init__(self, run_dir: Path, config: RunConfig, model, data: dict, history: list,
-                 stop_after: int | None):
+                 stop_after: int | None, stats=None, comm=None):
         self.run_dir = run_dir
+        self.stats = stats  # (document, arrays) of the training features' statistics, or None
         self.config = config
         self.model = model
         self.data = data
         self.vocab = data["vocab"]
         self.history = history
         self.stop_after = stop_after
+        self.comm = comm  # MPI communicator (rnncap.mpi), or None for one process
+        self.reducer = None
+        if comm is not None:
+            from rnncap.mpi import Reducer
+
+            self.reducer = Reducer(comm)
+        self.is_root = comm is None or comm.Get_rank() == 0  # the one that writes the run folder
         self.metrics_path = run_dir / "metrics.jsonl"
         self.val_options = DecodeOptions("greedy", max_length=data["train_captions"].shape[1] - 1)
         self.checkpoint = None  # path of the last checkpoint written
@@ -253,7 +359,7 @@ class _Trainer:
             batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False, progress=progress,
             seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[self.on_epoch_end],
             loss_fn=getattr(self.model, "fast_loss", None),  # None: model.loss
-            row_groups=tc.row_groups, **hooks)
+            row_groups=tc.row_groups, reducer=self.reducer, **hooks)
         if state is not None:
             solver.load_state_dict(state)
             if solver.epoch != solver.t // solver.iterations_per_epoch:
@@ -271,8 +377,9 @@ class _Trainer:
             solver.stop_requested = True
 
     def on_epoch_end(self, solver) -> None:
-        rec = self.record(solver, "epoch")
-        say(self.epoch_line(solver, rec))
+        if self.is_root:
+            rec = self.record(solver, "epoch")
+            say(self.epoch_line(solver, rec))
         self.save(solver)
         self.epoch_first_t = solver.t
         self.epoch_started = time.perf_counter()
@@ -307,10 +414,19 @@ class _Trainer:
         return line
 
     def save(self, solver) -> Path:
-        """Checkpoint the run as it is now (once per iteration count)."""
+        """Checkpoint the run as it is now (once per iteration count; rank 0 alone under MPI,
+        after checking that every rank holds the same parameters)."""
+        if self.saved_at != solver.t and self.comm is not None:
+            from rnncap.mpi import check_agreement, digest
+
+            check_agreement(self.comm, {f"parameter {k} after iteration {solver.t}": digest(v)
+                                        for k, v in self.model.params.items()})
+        if self.saved_at != solver.t and not self.is_root:
+            self.saved_at = solver.t
         if self.saved_at != solver.t:
             self.checkpoint = _save(self.run_dir, self.config, self.model, self.vocab, solver,
-                                    self.data, self.history, self.config.train.keep_checkpoints)
+                                    self.data, self.history, self.config.train.keep_checkpoints,
+                                    self.stats)
             self.saved_at = solver.t
         return self.checkpoint
 
@@ -320,9 +436,12 @@ class _Trainer:
         previous = signal.getsignal(signal.SIGINT)
 
         def on_sigint(signum, frame):
-            if solver.stop_requested:  # a second Ctrl-C: stop now
-                raise KeyboardInterrupt
-            solver.stop_requested = True
+            if solver.stop_requested or (self.reducer is not None and self.reducer._stop_requested):
+                raise KeyboardInterrupt  # a second Ctrl-C: stop now
+            if self.reducer is not None:  # every rank stops after the same iteration
+                self.reducer.request_stop()
+            else:
+                solver.stop_requested = True
             say("Ctrl-C: finishing this iteration, then saving a checkpoint (Ctrl-C again to abort)")
 
         try:
@@ -343,7 +462,7 @@ class _Trainer:
     def finish(self, solver) -> str:
         """Record an interruption, write the last checkpoint; 'finished' or 'interrupted'."""
         status = "interrupted" if solver.stop_requested and solver.t < solver.num_iterations else "finished"
-        if status == "interrupted":
+        if status == "interrupted" and self.is_root:
             self.record(solver, "interrupted")
             say(f"stopped at iteration {solver.t}; resume with --resume")
         self.save(solver)
@@ -367,10 +486,19 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
         A summary: status ('finished' or 'interrupted'), checkpoint path, iterations, timings,
         final training loss and the last validation scores.
     """
+    from rnncap import mpi
+
+    comm = mpi.world()  # under `mpiexec -n K` with K > 1: this process is one of K ranks
+    rank = 0 if comm is None else comm.Get_rank()
     run_dir = Path(run_dir)
-    config, restored = _prepare(config, run_dir, resume, num_epochs)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _write_if_changed(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
+    config, restored = _prepare(config, run_dir, resume, num_epochs,
+                                1 if comm is None else comm.Get_size())
+    if comm is not None:
+        comm.Barrier()  # every rank has checked the run folder before rank 0 writes in it
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_if_changed(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
+    progress = progress and rank == 0
 
     t0 = time.perf_counter()
     if data is None:
@@ -380,8 +508,10 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
                           data["train_captions"].shape[1])
     model = _build_model(data["word_to_idx"], data["train_features"].shape[1], config)
     history: list = []
+    stats = _feature_stats(config, data)
     state = None
     if restored is not None:
+        check_backbone(restored.checkpoint, data, config.data.path)
         if restored.vocab.idx_to_word != data["vocab"].idx_to_word:
             raise CheckpointError(f"the data's vocabulary differs from the checkpoint's in {run_dir}; "
                                   f"resume needs the same data")
@@ -390,10 +520,21 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
         state = unpack(restored.checkpoint.documents["solver"],
                        restored.checkpoint.arrays.get("solver", {}))
 
-    # metrics.jsonl holds exactly the records of the checkpoint resumed from: epochs logged
-    # after it by a run that was killed before its next save are dropped, not logged twice
-    _write_if_changed(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-    trainer = _Trainer(run_dir, config, model, data, history, stop_after)
+    if comm is not None:
+        mpi.check_agreement(comm, mpi.describe(to_dict(config), data, {
+            "resume": resume, "stop_after": stop_after,
+            "resumed at iteration": None if state is None else state.get("t")}))
+        if config.train.batch_size < comm.Get_size():
+            raise mpi.MPIError(f"--batch-size {config.train.batch_size} is smaller than the "
+                               f"{comm.Get_size()} MPI ranks that share each batch")
+    if rank == 0:
+        # metrics.jsonl holds exactly the records of the checkpoint resumed from: epochs logged
+        # after it by a run that was killed before its next save are dropped, not logged twice
+        _write_if_changed(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    trainer = _Trainer(run_dir, config, model, data, history, stop_after, stats, comm)
+    if comm is not None and rank == 0:
+        say(f"MPI: {comm.Get_size()} ranks share each batch of {config.train.batch_size}; "
+            f"rank 0 writes {run_dir}")
     solver = trainer.make_solver(progress, state)
     if restored is not None:  # what the checkpoint holds needs no second save
         trainer.checkpoint, trainer.saved_at = restored.checkpoint.folder, solver.t
@@ -405,4 +546,5 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
     return {"status": status, "checkpoint": str(trainer.checkpoint), "iterations": solver.t,
             "num_iterations": solver.num_iterations, "timings": timings,
             "final_train_loss": history[-1]["train_loss"] if history else None,
-            "val": last_val, "model": model, "data": data, "vocab": data["vocab"]}
+            "val": last_val, "model": model, "data": data, "vocab": data["vocab"], "rank": rank,
+            "ranks": 1 if comm is None else comm.Get_size()}

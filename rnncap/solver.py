@@ -52,6 +52,7 @@ _DEFAULTS = {
     "iteration_callbacks": (),
     "loss_fn": None,  # model.loss
     "row_groups": 1,
+    "reducer": None,  # rnncap.mpi.Reducer: this process's share of each batch, summed over ranks
 }
 _STATE_KEYS = ("t", "epoch", "loss_history", "optim_configs", "rng_state")
 
@@ -119,7 +120,9 @@ class CaptioningSolver:
                 function with its contract), row_groups (1: each batch in one piece;
                 n: split into n groups of rows of about equal cost, computed on up to
                 rnncap.parallel.get_threads() threads and summed; the rounding of the
-                gradient depends on n, so a resumed run must keep it).
+                gradient depends on n, so a resumed run must keep it), reducer (None;
+                an rnncap.mpi.Reducer: each batch's rows are shared among MPI ranks and
+                the gradients summed by one Allreduce, so every rank updates alike).
 
         Raises:
             ValueError: unknown keyword arguments, an unknown update rule, bad values,
@@ -165,6 +168,7 @@ class CaptioningSolver:
         self.iteration_callbacks = iteration_callbacks
         self.loss_fn = opts["loss_fn"]  # None: model.loss, looked up at every step
         self.row_groups = int(opts["row_groups"])
+        self.reducer = opts["reducer"]
         self.iterations_per_epoch = max(self._captions.shape[0] // self.batch_size, 1)
         self.num_iterations = self.num_epochs * self.iterations_per_epoch
         self._rng = np.random.default_rng(self.seed)
@@ -185,13 +189,18 @@ class CaptioningSolver:
         captions = self._captions[idx]  # (N, T)
         features = self._features[self._image_idxs[idx]]  # (N, D)
         loss_fn = self.loss_fn or self.model.loss
-        if self.row_groups == 1:
+        if self.row_groups == 1 and self.reducer is None:
             loss, grads = loss_fn(features, captions)
         else:
             row_costs = getattr(self.model, "row_costs", None)
             costs = row_costs(captions) if row_costs is not None else np.ones(len(captions))
-            groups = parallel.split_rows(costs, self.row_groups)
-            loss, grads = parallel.data_parallel(loss_fn, (features, captions), groups)
+            if self.reducer is not None:  # this rank's share, summed over the MPI ranks
+                loss, grads = self.reducer(loss_fn, (features, captions), costs, self.row_groups)
+                if self.reducer.stop:
+                    self.stop_requested = True
+            else:
+                groups = parallel.split_rows(costs, self.row_groups)
+                loss, grads = parallel.data_parallel(loss_fn, (features, captions), groups)
         loss = float(loss)
         bad = [k for k, g in grads.items() if not np.isfinite(g).all()]
         if not math.isfinite(loss) or bad:

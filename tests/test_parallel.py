@@ -187,3 +187,26 @@ def test_data_parallel_gradient_matches_finite_differences(cell):
     for k in m.params:
         num = eval_numerical_gradient(lambda _: loss_fn()[0], m.params[k], verbose=False)
         assert rel_error(grads[k], num) <= 1e-5, k
+
+
+def test_data_parallel_of_a_share_of_the_rows_is_that_shares_part_of_the_mean():
+    """What one MPI rank computes (rnncap.mpi): groups over part of the rows give their n_g / N
+    share, and the shares of all ranks add up to the whole batch's mean."""
+    from rnncap.parallel import data_parallel, split_rows
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((10, 3))
+    w = rng.standard_normal(3)
+
+    def loss_fn(x):  # mean over rows of (x . w)^2 and its gradient in w
+        z = x @ w
+        return float(np.mean(z ** 2)), {"w": 2 * (z[:, None] * x).mean(axis=0)}
+
+    whole_loss, whole = loss_fn(X)
+    ranks = split_rows(np.ones(10), 3)
+    parts = [data_parallel(loss_fn, (X,), [rows], workers=1) for rows in ranks]
+    loss = sum(p[0] for p in parts)
+    grad = sum(p[1]["w"] for p in parts)
+    assert abs(loss - whole_loss) < 1e-12 and np.allclose(grad, whole["w"], rtol=1e-12, atol=0)
+    # a single share on its own is not the whole batch's mean (it is weighted by n_r / N)
+    assert abs(parts[0][0] - loss_fn(X[ranks[0]])[0] * len(ranks[0]) / 10) < 1e-12

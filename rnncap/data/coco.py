@@ -98,8 +98,14 @@ def read_keyed_features(path):
         except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
             raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
     else:
-        with open_h5(path) as f:
+        from rnncap.data import featfile
+
+        with open_h5(path) as f:  # only what is needed: such a file may also hold a large grid
             ids, feats = _read_h5(f, "image_ids", path), _read_h5(f, "features", path)
+        status = featfile.read_status(path)
+        if status is not None and status.shape == ids.shape and feats.shape[:1] == ids.shape:
+            keep = status != featfile.SKIPPED  # images `rnncap features` found unreadable
+            ids, feats = ids[keep], feats[keep]
     check_feature_array(feats, path, "'features'")
     if ids.shape != (feats.shape[0],) or ids.dtype.kind not in "iu":
         raise ValueError(f"{path}: 'image_ids' is {ids.dtype} {ids.shape} and 'features' "
@@ -162,6 +168,12 @@ def load_coco(folder, features=None, *, extractor="randconv", extractor_options=
         ids, all_feats = read_keyed_features(features)
         row = {int(i): n for n, i in enumerate(ids)}
         feats = {}
+        skipped = _skipped_ids(features)
+        for split in list(id_lists):
+            if skipped:
+                kept = [k for k, i in enumerate(id_lists[split]) if int(i) not in skipped]
+                id_lists[split] = [id_lists[split][k] for k in kept]
+                images[split] = [images[split][k] for k in kept]
         for split, wanted in id_lists.items():
             missing = [i for i in wanted if int(i) not in row]
             if missing:
@@ -187,4 +199,28 @@ def load_coco(folder, features=None, *, extractor="randconv", extractor_options=
     data = build_data(images, feats, source=files["train"], **build_opts)
     if extractor_dir is not None:
         data["extractor_dir"] = extractor_dir
+    if features is not None and os.fspath(features).endswith((".h5", ".hdf5")):
+        from rnncap.data import featfile
+
+        attrs = featfile.read_attrs(features)
+        if attrs is not None:
+            data["features_file"] = {"path": os.path.abspath(features), "attrs": attrs,
+                                     "extractor": featfile.read_extractor(features)}
     return data
+
+
+def _skipped_ids(path):
+    """Image ids an ``rnncap features`` file recorded as unreadable (empty for other files)."""
+    if not os.fspath(path).endswith((".h5", ".hdf5")):
+        return set()
+    from rnncap.data import featfile
+    from rnncap.data.cs231n import open_h5
+
+    status = featfile.read_status(path)
+    if status is None:
+        return set()
+    with open_h5(path) as f:
+        if "image_ids" not in f:
+            return set()
+        ids = f["image_ids"][()]
+    return {int(i) for i in ids[status == featfile.SKIPPED]}

@@ -88,6 +88,21 @@ def load_extractor(folder):
     return _REGISTRY[name].from_saved(spec, arrays, source=folder)
 
 
+def read_saved(folder):
+    """(spec, arrays) of an extractor folder written by ``save``, unvalidated."""
+    folder = os.fspath(folder)
+    with open(os.path.join(folder, SPEC_FILE), encoding="utf-8") as f:
+        spec = json.load(f)
+    with np.load(os.path.join(folder, ARRAYS_FILE), allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    return spec, arrays
+
+
+def save_spec(folder, spec, arrays):
+    """Write an extractor's saved form (spec, arrays) as a folder ``load_extractor`` reads."""
+    _save_folder(folder, spec, arrays)
+
+
 def _save_folder(folder, spec, arrays):
     """Write spec + arrays into ``folder`` atomically (temp folder, then rename)."""
     from rnncap import atomic
@@ -253,6 +268,16 @@ class RandomConvExtractor:
         pooled = [pos_mean, pos_mean - z.mean(axis=(2, 4)),
                   np.maximum(z.max(axis=(2, 4)), 0), np.maximum(-z.min(axis=(2, 4)), 0)]
         return np.stack(pooled, axis=-1).reshape(N, -1).astype(np.float32)  # (N, raw_dim)
+
+    def extract_grid(self, images):
+        """uint8 (N, H, W, 3) -> float32 (N, g, g, 4K): the pooled responses of each grid cell.
+
+        The raw features before PCA, kept per cell (mean and max of ReLU(z) and ReLU(-z) for
+        each filter), for models that look at places in the image rather than at one vector.
+        """
+        g = self.options["grid"]
+        raw = self.raw_features(images)  # (N, g*g*K*4), cell-major
+        return raw.reshape(raw.shape[0], g, g, -1)
 
     def fit(self, raw):
         """Fit the PCA on raw training features (N, raw_dim); returns self."""

@@ -7,9 +7,12 @@
 dataset adds ``objects`` (the ground truth), which becomes ``s_truth``.
 
 Features come from one file with one row per image, in the order of the
-``images`` list (neuraltalk's convention): ``.npy`` (I, D), or ``.h5`` with
-dataset ``features``. Without a features file, features are computed from
-the image files with the built-in extractor (fitted on the training split)
+``images`` list: ``.npy`` (I, D), ``.h5`` with dataset ``features`` (the file
+``rnncap features`` writes, whose skipped images are left out and whose
+feature extractor is kept for the checkpoint), or neuraltalk's own
+``vgg_feats.mat`` (``feats`` (D, I), column ``imgid`` for each image; read with
+scipy, an optional dependency). Without a features file, features are computed
+from the image files with the built-in extractor (fitted on the training split)
 and cached in the dataset folder.
 
 This module does NOT know the CS231n or COCO layouts, pixels (it delegates
@@ -24,11 +27,11 @@ import numpy as np
 
 from rnncap.data.layout import SPLITS, build_data, check_feature_array, nonfinite_rows
 
-FEATURE_NAMES = ("features.npy", "features.h5")
+FEATURE_NAMES = ("features.npy", "features.h5", "vgg_feats.mat")
 
 
 def read_feature_file(path, key="features"):
-    """A (I, D) array of real numbers from ``.npy`` or ``.h5`` (dataset ``key``)."""
+    """A (I, D) array of real numbers from ``.npy``, ``.h5`` (dataset ``key``) or ``.mat``."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"features file not found: {path}")
@@ -42,9 +45,42 @@ def read_feature_file(path, key="features"):
 
         with open_h5(path) as f:
             a = _read_h5(f, key, path)
+    elif path.endswith(".mat"):
+        a = read_mat_features(path)
     else:
-        raise ValueError(f"{path}: features must be a .npy or .h5 file")
+        raise ValueError(f"{path}: features must be a .npy, .h5 or .mat file")
     return check_feature_array(a, path)
+
+
+def read_mat_features(path, key="feats"):
+    """neuraltalk's ``vgg_feats.mat``: ``feats`` (D, I), one column per image -> (I, D).
+
+    MATLAB v5 files are read with scipy (an optional dependency); v7.3 files are HDF5, read
+    with h5py, where MATLAB's column-major (D, I) already appears as (I, D).
+    """
+    try:
+        import scipy.io
+    except ImportError:
+        raise ValueError(f"{path}: reading MATLAB .mat features needs scipy; install it with "
+                         f"`pip install scipy` (or `pip install 'rnncap[mat]'`)") from None
+    try:
+        mat = scipy.io.loadmat(path, variable_names=[key])
+    except NotImplementedError:  # MATLAB v7.3: an HDF5 file
+        from rnncap.data.cs231n import open_h5
+
+        with open_h5(path) as f:
+            if key not in f:
+                raise ValueError(f"{path}: missing variable '{key}' (has: {sorted(f.keys())})") from None
+            return f[key][()]
+    except (ValueError, OSError, TypeError) as e:
+        raise ValueError(f"{path}: not a readable MATLAB .mat file ({e})") from None
+    if key not in mat:
+        raise ValueError(f"{path}: missing variable '{key}' (has: "
+                         f"{sorted(name for name, _, _ in scipy.io.whosmat(path))})")
+    a = mat[key]
+    if a.ndim != 2:
+        raise ValueError(f"{path}: '{key}' must be 2-D (D, I), got shape {a.shape}")
+    return a.T
 
 
 def _read_json(path):
@@ -176,8 +212,14 @@ def load_karpathy(path, features=None, *, image_root=None, restval="train", extr
         found = [os.path.join(folder, n) for n in FEATURE_NAMES
                  if os.path.isfile(os.path.join(folder, n))]
         features = found[0] if found else None
+    saved = None
     if features is not None:
+        features = os.fspath(features)
         all_feats = read_feature_file(features)
+        if features.endswith(".mat"):  # neuraltalk indexes its columns by imgid
+            all_feats = all_feats[_imgids(json_path, n_listed, all_feats.shape[0], features)]
+        elif features.endswith((".h5", ".hdf5")):
+            images, rows, saved = _drop_skipped(features, images, rows)
         if all_feats.shape[0] != n_listed:  # one row per image, in the file's order
             raise ValueError(f"{features}: has {all_feats.shape[0]} rows (shape "
                              f"{all_feats.shape}) but {json_path} lists {n_listed} images; "
@@ -199,4 +241,45 @@ def load_karpathy(path, features=None, *, image_root=None, restval="train", extr
     data = build_data(images, feats, source=json_path, **build_opts)
     if extractor_dir is not None:
         data["extractor_dir"] = extractor_dir
+    if saved is not None:
+        data["features_file"] = saved
     return data
+
+
+def _imgids(json_path, n_listed, n_columns, mat_path):
+    """Column of each listed image in a .mat features file: its ``imgid`` (neuraltalk's rule)."""
+    ids = []
+    for n, im in enumerate(_read_json(json_path)["images"]):
+        i = im.get("imgid", n)
+        if not isinstance(i, int) or not 0 <= i < n_columns:
+            raise ValueError(f"{json_path}: images[{n}] has imgid {i!r}, but {mat_path} has "
+                             f"{n_columns} columns")
+        ids.append(i)
+    return np.asarray(ids, dtype=np.int64)
+
+
+def _drop_skipped(path, images, rows):
+    """Leave out the images an ``rnncap features`` file recorded as unreadable.
+
+    Returns (images, rows, provenance) where provenance is None for a plain .h5 file, else
+    {"path", "attrs", "extractor": (spec, arrays)} (rnncap.data.featfile).
+    """
+    from rnncap.data import featfile
+
+    attrs = featfile.read_attrs(path)
+    if attrs is None:
+        return images, rows, None
+    if not attrs.get("complete"):
+        raise ValueError(f"{path}: an unfinished features file; rerun `rnncap features` to "
+                         f"complete it")
+    status = featfile.read_status(path)
+    if status is not None and (status == featfile.SKIPPED).any():
+        kept = {s: [k for k, r in enumerate(rows[s]) if status[r] != featfile.SKIPPED]
+                for s in images}
+        images = {s: [images[s][k] for k in kept[s]] for s in images}
+        rows = {s: [rows[s][k] for k in kept[s]] for s in rows if kept[s]}
+        images = {s: v for s, v in images.items() if v}
+        if not images.get("train"):
+            raise ValueError(f"{path}: every training image was skipped as unreadable")
+    return images, rows, {"path": os.path.abspath(path), "attrs": attrs,
+                          "extractor": featfile.read_extractor(path)}

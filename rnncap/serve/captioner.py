@@ -196,6 +196,10 @@ class Captioner:
         greedy = decode.beam_search(self._step, m.init_state(features), beam_size=1, **ids)
         beams = decode.beam_search(self._step, m.init_state(features), beam_size=beam_size,
                                    n_best=beam_size, **ids)
+        from rnncap import ood
+
+        stats = self.restored.feature_stats  # None for a checkpoint without training statistics
+        scores, flagged = ood.flag(features, stats)
         out = []
         for i in range(len(features)):
             alts = [{"caption": vocab.decode_clean(np.asarray(h.tokens)[None])[0],
@@ -205,7 +209,9 @@ class Captioner:
             out.append({"greedy": {"caption": vocab.decode_clean(greedy.tokens[i:i + 1])[0],
                                    "logprob": round(float(greedy.logprobs[i]), 4)},
                         "beam_size": beam_size, "beam": alts,
-                        "out_of_distribution": None, "warning": None,
+                        "out_of_distribution": None if flagged is None else bool(flagged[i]),
+                        "warning": (ood.warning("this picture", scores[i], stats)
+                                    if flagged is not None and flagged[i] else None),
                         "attention": None, "grid": None})
         return out
 

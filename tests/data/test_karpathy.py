@@ -125,3 +125,61 @@ def test_no_training_images(tmp_path):
     write(tmp_path, [])
     with pytest.raises(ValueError, match="lists no images of the 'train' split"):
         load_karpathy(tmp_path)
+
+
+def write_vgg_mat(d, images=IMAGES, order=None, **savemat_kw):
+    """neuraltalk's download: dataset.json + vgg_feats.mat with feats (D, I), column = imgid."""
+    import scipy.io
+
+    d.mkdir(exist_ok=True)
+    (d / "dataset.json").write_text(json.dumps({"images": images}))
+    rows = np.random.default_rng(0).standard_normal((len(images), 6)).astype(np.float32)  # (I, D)
+    order = list(range(len(images))) if order is None else order
+    cols = np.empty_like(rows)
+    cols[order] = rows  # image n's features are column order[n]
+    scipy.io.savemat(d / "vgg_feats.mat", {"feats": cols.T}, **savemat_kw)  # (D, I)
+    return rows
+
+
+def test_neuraltalks_vgg_feats_mat_trains_as_downloaded(tmp_path):
+    pytest.importorskip("scipy")
+    rows = write_vgg_mat(tmp_path)
+    d = load_karpathy(tmp_path)  # found by name beside dataset.json
+    np.testing.assert_array_equal(d["train_features"], rows[[0, 2]])
+    np.testing.assert_array_equal(d["test_features"], rows[[3]])
+
+
+def test_vgg_feats_columns_are_found_by_imgid(tmp_path):
+    pytest.importorskip("scipy")
+    shuffled = [dict(im, imgid=i) for im, i in zip(IMAGES, [2, 0, 3, 1])]
+    rows = write_vgg_mat(tmp_path, shuffled, order=[2, 0, 3, 1])
+    d = load_karpathy(tmp_path)
+    np.testing.assert_array_equal(d["val_features"], rows[[1]])
+    np.testing.assert_array_equal(d["train_features"], rows[[0, 2]])
+
+
+def test_vgg_feats_with_too_few_columns_names_the_imgid(tmp_path):
+    pytest.importorskip("scipy")
+    write_vgg_mat(tmp_path, IMAGES[:3])
+    (tmp_path / "dataset.json").write_text(json.dumps({"images": IMAGES}))
+    with pytest.raises(ValueError, match=r"images\[3\] has imgid 3, but .*vgg_feats.mat has 3 columns"):
+        load_karpathy(tmp_path)
+
+
+def test_mat_features_without_scipy_say_what_to_install(tmp_path, monkeypatch):
+    pytest.importorskip("scipy")
+    write_vgg_mat(tmp_path)
+    monkeypatch.setitem(__import__("sys").modules, "scipy", None)
+    monkeypatch.setitem(__import__("sys").modules, "scipy.io", None)
+    with pytest.raises(ValueError, match=r"vgg_feats.mat: reading MATLAB .mat features needs scipy; "
+                                         r"install it with `pip install scipy`"):
+        load_karpathy(tmp_path)
+
+
+def test_a_mat_file_without_feats_is_named(tmp_path):
+    scipy_io = pytest.importorskip("scipy.io")
+    write(tmp_path)
+    (tmp_path / "features.npy").unlink()
+    scipy_io.savemat(tmp_path / "vgg_feats.mat", {"other": np.zeros((2, 2))})
+    with pytest.raises(ValueError, match=r"vgg_feats.mat: missing variable 'feats' \(has: \['other'\]\)"):
+        load_karpathy(tmp_path)

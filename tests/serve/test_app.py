@@ -237,3 +237,20 @@ def test_batcher_passes_a_decoding_error_to_the_request():
             b.submit(np.zeros((1, 2)), 1)
     finally:
         b.close()
+
+
+def test_a_photo_is_flagged_as_unlike_the_training_pictures(client, test_images):
+    """The checkpoint's training-feature statistics (rnncap.ood) reach the API and the page."""
+    import io as _io
+
+    skdata = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    photo = Image.open(Path(skdata.__file__).parent / "coffee.png").convert("RGB").resize((300, 200))
+    buf = _io.BytesIO()
+    photo.save(buf, "JPEG", quality=90)
+    body = _post_image(client, buf.getvalue(), name="coffee.jpg", ctype="image/jpeg").json()
+    assert body["out_of_distribution"] is True
+    assert body["warning"].startswith("this picture looks unlike the images this model was trained on")
+    shapes = _post_image(client, test_images[0]).json()
+    assert isinstance(shapes["out_of_distribution"], bool)

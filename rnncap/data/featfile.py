@@ -1,0 +1,207 @@
+"""The HDF5 features file that ``rnncap features`` writes and the loaders read.
+
+One row per image, in the dataset's order::
+
+    features   float16|float32 (I, D)        pooled features (when asked for)
+    grid       float16|float32 (I, G, G, C)  grid features (when asked for)
+    status     uint8 (I,)                    0 not yet computed, 1 done, 2 unreadable (skipped)
+    files      str (I,)                      image paths, relative to the dataset root
+    image_ids  int64 (I,)                    COCO image ids (COCO layout only)
+    extractor/                               the feature extractor: attribute ``spec`` (JSON)
+                                             and one dataset per saved array
+    attributes: rnncap_features (format version), backbone, preprocessing (JSON),
+                weights_sha256, fingerprint, job (JSON: what was asked for), complete, skipped
+
+Crash safety without a journal: every dataset is created at its full size, contiguous and
+allocated at creation, in a temporary file that is renamed to ``<out>.partial`` when whole. After
+that, writing a chunk of rows only overwrites bytes at fixed places in the file; no HDF5 metadata
+changes, so a kill cannot leave the structure half-updated. A chunk's rows are written and flushed
+before its ``status`` entries, so a kill loses at most the chunks in flight and a rerun computes
+exactly the rows whose status is still 0. When every row is done the file gets its final
+attributes and is renamed to ``<out>``; a file under the final name is always complete.
+
+This module does NOT know images, extractors' mathematics or data layouts; it stores arrays and
+their provenance.
+"""
+
+import hashlib
+import json
+import os
+
+import numpy as np
+
+FORMAT_VERSION = 1
+PENDING, DONE, SKIPPED = 0, 1, 2
+
+
+def fingerprint(spec, arrays):
+    """SHA-256 of an extractor's saved form: its JSON spec and every array's name, dtype, shape, bytes.
+
+    Two extractors with the same fingerprint map pixels to the same features.
+    """
+    h = hashlib.sha256(json.dumps(spec, sort_keys=True).encode())
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def describe(spec, arrays):
+    """Provenance attributes of an extractor: backbone name, preprocessing, weights hash, fingerprint.
+
+    ``weights_sha256`` is the spec's own (a pretrained backbone's spec names the SHA-256 of the
+    weights file in its package); an extractor whose arrays are its weights (the built-in one)
+    gets the fingerprint.
+    """
+    fp = fingerprint(spec, arrays)
+    prep = spec.get("preprocessing", spec.get("options", {}))
+    weights = spec.get("weights")
+    sha = weights.get("sha256", fp) if isinstance(weights, dict) else fp
+    return {"backbone": str(spec.get("name")), "preprocessing": json.dumps(prep, sort_keys=True),
+            "weights_sha256": str(sha), "fingerprint": fp}
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+def _early_dcpl():
+    """Dataset creation properties: storage allocated at creation, never pre-filled."""
+    h5py = _h5py()
+    dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    dcpl.set_alloc_time(h5py.h5d.ALLOC_TIME_EARLY)
+    dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+    return dcpl
+
+
+def create(path, *, files, job, spec, arrays, pooled_dim=None, grid_shape=None,
+           dtype="float16", image_ids=None):
+    """Create a features file with every dataset at full size and no row done; atomic.
+
+    Args:
+        path: where the file goes (written as ``path.tmp-<pid>`` and renamed).
+        files: I image paths (relative to the dataset root).
+        job: JSON-able description of what is computed (compared on resume).
+        spec, arrays: the extractor's saved form (``extractor.json`` and ``arrays.npz``).
+        pooled_dim: D, or None for no pooled features.
+        grid_shape: (G, G, C), or None for no grid.
+        dtype: 'float16' or 'float32'.
+        image_ids: COCO image ids (I,), or None.
+    """
+    h5py = _h5py()
+    path = os.fspath(path)
+    n = len(files)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with h5py.File(tmp, "w") as f:
+            if pooled_dim is not None:
+                f.create_dataset("features", (n, pooled_dim), dtype=dtype, dcpl=_early_dcpl())
+            if grid_shape is not None:
+                f.create_dataset("grid", (n, *grid_shape), dtype=dtype, dcpl=_early_dcpl())
+            f.create_dataset("status", data=np.zeros(n, np.uint8), dcpl=_early_dcpl())
+            f.create_dataset("files", data=np.array(files, dtype=object),
+                             dtype=h5py.string_dtype())
+            if image_ids is not None:
+                f.create_dataset("image_ids", data=np.asarray(image_ids, dtype=np.int64))
+            g = f.create_group("extractor")
+            g.attrs["spec"] = json.dumps(spec, sort_keys=True)
+            for k, a in arrays.items():
+                g.create_dataset(k, data=a)
+            f.attrs["rnncap_features"] = FORMAT_VERSION
+            f.attrs["job"] = json.dumps(job, sort_keys=True)
+            f.attrs["complete"] = False
+            for k, v in describe(spec, arrays).items():
+                f.attrs[k] = v
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    return path
+
+
+class Writer:
+    """Rows into a features file made by :func:`create`, chunk by chunk (see module docstring)."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self.f = _h5py().File(self.path, "r+")
+        self.status = self.f["status"][()]  # (I,) uint8, kept in step with the file
+
+    def pending(self):
+        """Row numbers not yet computed, ascending."""
+        return np.flatnonzero(self.status == PENDING)
+
+    def write(self, rows, pooled=None, grid=None, skipped=()):
+        """Store one chunk.
+
+        Args:
+            rows: ascending row numbers whose features are given.
+            pooled, grid: their features, aligned with ``rows`` (or None).
+            skipped: row numbers to record as unreadable.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        skipped = np.asarray(skipped, dtype=np.int64)
+        if rows.size:
+            contiguous = rows[-1] - rows[0] + 1 == rows.size
+            sel = slice(int(rows[0]), int(rows[-1]) + 1) if contiguous else rows
+            if pooled is not None:
+                self.f["features"][sel] = pooled
+            if grid is not None:
+                self.f["grid"][sel] = grid
+            self.f.flush()  # the rows before their status: a kill never marks unwritten rows done
+        self.status[rows] = DONE
+        self.status[skipped] = SKIPPED
+        touched = np.concatenate([rows, skipped])
+        if touched.size:
+            lo, hi = int(touched.min()), int(touched.max()) + 1
+            self.f["status"][lo:hi] = self.status[lo:hi]
+            self.f.flush()
+
+    def finish(self, out):
+        """Mark complete and rename to ``out``; every row must be done or skipped."""
+        if (self.status == PENDING).any():
+            raise RuntimeError(f"{self.path}: {int((self.status == PENDING).sum())} rows not done")
+        files = self.f["files"].asstr()[()]
+        self.f.attrs["skipped"] = json.dumps([str(x) for x in files[self.status == SKIPPED]])
+        self.f.attrs["complete"] = True
+        self.close()
+        os.replace(self.path, os.fspath(out))
+
+    def close(self):
+        if self.f:
+            self.f.close()
+            self.f = None
+
+
+def read_attrs(path):
+    """The file's provenance attributes as a dict (JSON attributes decoded), or None if it has none."""
+    h5py = _h5py()
+    with h5py.File(os.fspath(path), "r") as f:
+        if "rnncap_features" not in f.attrs:
+            return None
+        out = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+    for k in ("job", "preprocessing", "skipped"):
+        if isinstance(out.get(k), str):
+            out[k] = json.loads(out[k])
+    return out
+
+
+def read_extractor(path):
+    """(spec, arrays) of the extractor stored in a features file, or None if it has none."""
+    h5py = _h5py()
+    with h5py.File(os.fspath(path), "r") as f:
+        if "extractor" not in f:
+            return None
+        g = f["extractor"]
+        return json.loads(g.attrs["spec"]), {k: g[k][()] for k in g.keys()}
+
+
+def read_status(path):
+    """uint8 (I,) row status of a features file, or None if it has none."""
+    h5py = _h5py()
+    with h5py.File(os.fspath(path), "r") as f:
+        return f["status"][()] if "status" in f else None

@@ -1,0 +1,136 @@
+"""rnncap.ood: the distance, the conformal threshold, and `caption` flagging unfamiliar photos."""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from rnncap import ood
+from rnncap.cli import main
+
+
+def photo_paths():
+    """Real photos that ship with scikit-image and matplotlib (no download)."""
+    skdata = pytest.importorskip("skimage.data")
+    import matplotlib.cbook
+
+    folder = os.path.dirname(skdata.__file__)
+    return [os.path.join(folder, n) for n in
+            ("coffee.png", "chelsea.png", "motorcycle_right.png", "astronaut.png", "rocket.jpg")] + [
+        matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)]
+
+
+def test_score_is_the_mean_squared_standardised_distance():
+    stats = ood.FeatureStats(np.array([1.0, -2.0]), np.array([4.0, 0.25]), 1.0, {})
+    x = np.array([[3.0, -2.0], [1.0, -1.0], [-1.0, -3.0]])
+    # hand: ((2^2/4 + 0) / 2, (0 + 1/0.25) / 2, (4/4 + 1/0.25) / 2)
+    np.testing.assert_allclose(ood.scores(x, stats), [0.5, 2.0, 2.5])
+    with pytest.raises(ValueError, match=r"features must have shape \(N, 2\), got \(3, 3\)"):
+        ood.scores(np.zeros((3, 3)), stats)
+
+
+def test_threshold_is_the_conformal_rank_of_the_calibration_scores():
+    rng = np.random.default_rng(0)
+    train, calib = rng.standard_normal((300, 5)), rng.standard_normal((399, 5))
+    stats = ood.fit_stats(train, rng, calibration=calib, alpha=0.01)
+    var = train.var(0) + ood.SHRINK * train.var(0).mean()
+    by_hand = np.sort(((calib - train.mean(0)) ** 2 / var).mean(1))
+    k = math.ceil(400 * 0.99)  # 396: at most 1% of new in-distribution images lie above it
+    assert stats.threshold == pytest.approx(by_hand[k - 1])
+    assert stats.info["rank"] == 396 and stats.info["holdout"] == "validation split"
+    assert stats.info["n_fit"] == 300 and stats.info["guarantee"] == 0.01
+
+
+def test_without_a_validation_split_training_images_are_held_out():
+    x = np.random.default_rng(1).standard_normal((50, 3))
+    stats = ood.fit_stats(x, np.random.default_rng(0))
+    assert stats.info["n_holdout"] == 10 and stats.info["n_fit"] == 40
+    # ceil(11 * 0.995) = 11 > 10 held-out scores: the largest is used, a 1/11 guarantee
+    assert stats.info["rank"] == 10 and stats.info["guarantee"] == pytest.approx(1 / 11)
+    assert stats.threshold == pytest.approx(stats.info["holdout_max"])
+    assert ood.fit_stats(x[:2], np.random.default_rng(0)) is None
+
+
+def test_checkpoint_form_round_trips_and_bad_arrays_are_named():
+    stats = ood.fit_stats(np.random.default_rng(2).standard_normal((40, 4)), np.random.default_rng(0))
+    doc, arrays = ood.to_checkpoint(stats, "toy data")
+    json.dumps(doc)  # a JSON document, no pickle
+    back = ood.from_checkpoint(doc, arrays)
+    np.testing.assert_array_equal(back.mean, stats.mean)
+    assert back.threshold == stats.threshold and back.info["trained_on"] == "toy data"
+    with pytest.raises(ValueError, match="ckpt/feature_stats: feature statistics have shapes"):
+        ood.from_checkpoint(doc, {"mean": arrays["mean"], "var": arrays["var"][:2]}, "ckpt/feature_stats")
+    with pytest.raises(ValueError, match="feature statistics are incomplete"):
+        ood.from_checkpoint(doc, {"mean": arrays["mean"]})
+
+
+@pytest.fixture(scope="module")
+def shapes_run(tmp_path_factory):
+    """A model trained for one epoch on 800 shapes images (400 validation, 400 test)."""
+    from rnncap import config as cfg
+    from rnncap.data import load_shapes
+    from rnncap.run import train
+
+    root = tmp_path_factory.mktemp("ood")
+    data = load_shapes(root / "cache", seed=3, num_train=800, num_val=400, num_test=400)
+    config = cfg.with_overrides(cfg.RunConfig(), {
+        "data": {"format": "shapes", "path": str(root / "cache")},
+        "model": {"cell_type": "lstm", "hidden_dim": 16, "wordvec_dim": 8},
+        "train": {"num_epochs": 1, "batch_size": 100, "val_images": 0}})
+    train(config, root / "run", progress=False, data=data)
+    return root / "run", data
+
+
+def caption_json(args, capsys):
+    assert main(["caption", *args, "--json"]) == 0
+    captured = capsys.readouterr()
+    return [json.loads(x) for x in captured.out.splitlines()], captured.err.splitlines()
+
+
+def test_every_real_photo_is_flagged_by_a_shapes_model(shapes_run, capsys):
+    run, _ = shapes_run
+    photos = photo_paths()
+    out, err = caption_json([str(run), *photos], capsys)
+    assert [o["out_of_distribution"] for o in out] == [True] * len(photos)
+    assert len(err) == len(photos)
+    for line, photo in zip(err, photos):
+        assert line.startswith(f"rnncap caption: warning: {photo} looks unlike the images this model "
+                               f"was trained on (the built-in shapes dataset (800 training images")
+        assert "randconv features" in line
+
+
+def test_at_most_one_percent_of_shapes_test_images_are_flagged(shapes_run, capsys):
+    run, data = shapes_run
+    files = data["test_image_files"]
+    out, err = caption_json([str(run), *files], capsys)
+    flagged = sum(o["out_of_distribution"] for o in out)
+    assert len(out) == 400 and flagged <= 4 and len(err) == flagged
+
+
+def test_a_checkpoint_without_statistics_says_it_does_not_check(tiny_shapes, tiny_train_flags, tmp_path,
+                                                                monkeypatch, capsys):
+    from rnncap import run as run_module
+
+    monkeypatch.setattr(run_module, "_feature_stats", lambda config, data: None)
+    assert main(["train", "--data", str(tiny_shapes), "--format", "karpathy", "--epochs", "1",
+                 "--out", str(tmp_path / "run"), *tiny_train_flags]) == 0
+    image = str(sorted((tiny_shapes / "images" / "test").glob("*.png"))[0])
+    capsys.readouterr()
+    out, err = caption_json([str(tmp_path / "run"), image], capsys)
+    assert out[0]["out_of_distribution"] is None
+    assert err == [f"rnncap caption: note: checkpoint {run_module.restore(tmp_path / 'run').checkpoint.folder} "
+                   f"keeps no statistics of its training features; images are not checked for being "
+                   f"unlike them"]
+
+
+def test_chunked_moments_equal_numpys_over_many_chunks(monkeypatch):
+    monkeypatch.setattr(ood, "CHUNK", 7)  # 40 rows: six chunks, the last one short
+    x = np.random.default_rng(3).standard_normal((50, 4)).astype(np.float32) * 3 + 1
+    stats = ood.fit_stats(x[:40], np.random.default_rng(0), calibration=x[40:])
+    train = x[:40].astype(np.float64)
+    np.testing.assert_allclose(stats.mean, train.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(stats.var, train.var(0) + ood.SHRINK * train.var(0).mean(), rtol=1e-10)
+    by_hand = ((x.astype(np.float64) - train.mean(0)) ** 2 / stats.var).mean(1)
+    np.testing.assert_allclose(ood.scores(x, stats), by_hand, rtol=1e-12)
