@@ -19,8 +19,8 @@ import time
 
 import numpy as np
 
-from benchmarks.bench_torch_peer import SIZES
-from benchmarks.bench_torch_peer import make_rnncap as make_model
+from benchmarks.torch_peer import SIZES
+from benchmarks.torch_peer import make_rnncap as make_model
 from rnncap.decode import beam_search, greedy
 
 V, W, H, D, T = (SIZES[k] for k in ("V", "W", "H", "D", "T"))

@@ -37,8 +37,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # The full-size model and its sizes, as the PyTorch comparison builds them.
-from benchmarks.bench_torch_peer import END, NULL, SIZES, START  # noqa: E402
-from benchmarks.bench_torch_peer import make_rnncap as make_model  # noqa: E402
+from benchmarks.torch_peer import END, NULL, SIZES, START  # noqa: E402
+from benchmarks.torch_peer import make_rnncap as make_model  # noqa: E402
 
 
 def synthetic_batch(rng, N, T, V, D):

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import sys
+import textwrap
 import time
 import types
 import typing
@@ -34,14 +35,18 @@ from rnncap import config as cfg
 
 __all__ = ["main", "build_parser"]
 
-# Flag names that differ from the config field names (the rest are --field-name).
+# Flag names that differ from the config field names (the rest are --field-name). The short ones
+# also accept the field's own name (--num-epochs for --epochs), so both names work; data.path is
+# --data alone.
 _FLAG_NAMES = {("data", "path"): "--data", ("model", "cell_type"): "--cell",
                ("train", "learning_rate"): "--lr", ("train", "num_epochs"): "--epochs"}
 _CHOICES = {("data", "format"): cfg.FORMATS, ("data", "level"): cfg.LEVELS,
             ("model", "cell_type"): cfg.CELLS, ("model", "dtype"): cfg.DTYPES,
-            ("train", "update_rule"): cfg.UPDATE_RULES}
+            ("model", "init"): cfg.INITS, ("train", "update_rule"): cfg.UPDATE_RULES,
+            ("train", "lr_schedule"): cfg.LR_SCHEDULES}
 _DEMO_MARK = ".rnncap-demo"
-SHAPES_CACHE = ".cache/rnncap/shapes"
+SHAPES_CACHE = ".cache/rnncap/shapes"  # rnncap.data.shapes.DEFAULT_CACHE (not imported: it loads NumPy)
+_MANY_IMAGES = 100  # `caption` shows its progress from this many images on
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -51,16 +56,22 @@ def _add_config_flags(parser: argparse.ArgumentParser) -> None:
         cls = type(getattr(cfg.RunConfig(), part.name))
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            flag = _FLAG_NAMES.get((part.name, f.name), "--" + f.name.replace("_", "-"))
+            flags = ["--" + f.name.replace("_", "-")]
+            if (part.name, f.name) == ("data", "path"):
+                flags = [_FLAG_NAMES[("data", "path")]]
+            elif (part.name, f.name) in _FLAG_NAMES:
+                flags.insert(0, _FLAG_NAMES[(part.name, f.name)])
             kind = hints[f.name]
             if isinstance(kind, types.UnionType):
                 kind = next(t for t in typing.get_args(kind) if t is not type(None))
+            # A None default means something the field's help says in words ("default: ...").
+            default = "" if f.default is None else f" (default: {f.default})"
             kw = dict(dest=f"{part.name}.{f.name}", default=argparse.SUPPRESS,
-                      help=f.metadata.get("help", "") + f" (default: {f.default})")
+                      help=f.metadata.get("help", "") + default + f"; config key {part.name}.{f.name}")
             if kind is bool:
-                group.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+                group.add_argument(*flags, action=argparse.BooleanOptionalAction, **kw)
             else:
-                group.add_argument(flag, type=kind, choices=_CHOICES.get((part.name, f.name)),
+                group.add_argument(*flags, type=kind, choices=_CHOICES.get((part.name, f.name)),
                                    metavar=None if (part.name, f.name) in _CHOICES else (
                                        "PATH" if f.name in ("path", "features") else kind.__name__.upper()),
                                    **kw)
@@ -76,10 +87,26 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 
 def _decode_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--method", choices=cfg.METHODS, default="greedy", help="decoding method")
-    parser.add_argument("--beam-size", type=int, default=3, help="beam width for --method beam")
-    parser.add_argument("--length-penalty", type=float, default=0.0,
-                        help="beam search length penalty alpha (0: none)")
+    parser.add_argument("--method", choices=cfg.METHODS, default="greedy",
+                        help="decoding method (default: greedy)")
+    parser.add_argument("--beam-size", type=int, default=3, metavar="K", help="beam width for --method beam (default: 3)")
+    parser.add_argument("--length-penalty", type=float, default=0.0, metavar="ALPHA",
+                        help="beam search length penalty alpha (default: 0, none)")
+
+
+def _presets_help() -> str:
+    """The presets `train --preset` takes, each described from its own config."""
+    lines = ["presets (--preset NAME; flags and --config apply on top):"]
+    for name, preset in cfg.PRESETS.items():
+        m, t = preset.model, preset.train
+        text = (f"{name}: {cfg.PRESET_HELP[name]}: --cell {m.cell_type} --wordvec-dim "
+                f"{m.wordvec_dim} --hidden-dim {m.hidden_dim} "
+                f"--{'' if m.image_every_step else 'no-'}image-every-step --update-rule "
+                f"{t.update_rule} --lr {t.learning_rate:g} --lr-decay {t.lr_decay:g} --batch-size "
+                f"{t.batch_size} --epochs {t.num_epochs} --grad-clip {t.grad_clip} "
+                f"--val-images {t.val_images} --format {preset.data.format}")
+        lines += textwrap.wrap(text, 90, initial_indent="  ", subsequent_indent="      ")
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,43 +125,69 @@ def build_parser() -> argparse.ArgumentParser:
                        description="The main job: generate the shapes dataset (cached), extract features "
                                    "(cached), train, evaluate on the test split, write the report.")
     d.add_argument("--out", default="runs/demo", help="run folder (default: runs/demo; a previous demo there is replaced)")
-    d.add_argument("--cache", default=".cache/rnncap", help="dataset cache folder (default: .cache/rnncap)")
-    d.add_argument("--epochs", type=int, help=f"training epochs (default: {cfg.DEMO.train.num_epochs})")
+    d.add_argument("--cache", default=SHAPES_CACHE,
+                   help=f"dataset cache folder, as load_shapes(CACHE) takes it (default: {SHAPES_CACHE})")
+    d.add_argument("--epochs", type=int, metavar="N", help=f"training epochs (default: {cfg.DEMO.train.num_epochs})")
+    d.add_argument("--method", choices=cfg.METHODS, default=cfg.DEMO_DECODE.method,
+                   help=f"how the test captions are decoded (default: {cfg.DEMO_DECODE.method})")
+    d.add_argument("--beam-size", type=int, default=cfg.DEMO_DECODE.beam_size,
+                   help=f"beam width for --method beam (default: {cfg.DEMO_DECODE.beam_size})")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    t = sub.add_parser("train", help="train a captioner", description="Train a captioner; checkpoints "
-                       "every epoch and on Ctrl-C into RUN_DIR/checkpoints. Under `mpiexec -n K` "
-                       "the K ranks share every batch and rank 0 writes the run (docs/scaling.md).")
-    t.add_argument("--out", required=True, help="run folder")
-    t.add_argument("--config", help="JSON config file (any subset of data/model/train fields)")
+    t = sub.add_parser("train", help="train a captioner", description=textwrap.fill(
+                       "Train a captioner; checkpoints every epoch and on Ctrl-C into "
+                       "RUN_DIR/checkpoints. Settings come from, in increasing priority: the "
+                       "defaults, --preset, --config, the flags. Under `mpiexec -n K` the K ranks share every "
+                       "batch and rank 0 writes the run (docs/scaling.md).", 90),
+                       epilog=_presets_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder")
+    t.add_argument("--preset", choices=sorted(cfg.PRESETS),
+                   help="start from a named preset's settings, listed below (default: none, "
+                        "the settings of rnncap/config.py)")
+    t.add_argument("--config", metavar="FILE.json", help="JSON config file: any subset of the "
+                   "data/model/train fields, named by their config keys (default: none)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_config_flags(t)
 
-    c = sub.add_parser("caption", help="caption image files with a checkpoint")
-    c.add_argument("checkpoint", help="checkpoint folder or run folder")
+    c = sub.add_parser("caption", help="caption image files with a checkpoint",
+                       description="Caption image files through the checkpoint's own feature "
+                                   "extractor (or precomputed --features); one line per image.")
+    c.add_argument("checkpoint", help="checkpoint folder or run folder (its latest checkpoint)")
     c.add_argument("images", nargs="*", help="image files")
-    c.add_argument("--features", help=".npy file of precomputed features, one row per image")
-    c.add_argument("--json", action="store_true", help="print JSON lines")
+    c.add_argument("--features", metavar="FILE.npy", help=".npy file of precomputed features, one row per image "
+                                      "(default: none, extract them from the images)")
+    c.add_argument("--json", action="store_true", help="print JSON lines (default: tab-separated)")
     c.add_argument("--dask", metavar="ADDRESS",
                    help="caption --features FILE on a Dask cluster (tcp://host:8786, or local:N) "
-                        "into --out, resumably (pip install 'rnncap[dask]'; docs/scaling.md)")
-    c.add_argument("--out", help="with --dask: the JSON-lines file to write")
+                        "into --out, resumably (pip install 'rnncap[dask]'; docs/scaling.md; default: none, "
+                         "caption in this process)")
+    c.add_argument("--out", help="with --dask: the JSON-lines file to write (default: none; "
+                                 "required with --dask)")
     c.add_argument("--partition-rows", type=int, default=1000,
                    help="with --dask: feature rows per partition (default: 1000)")
     _decode_flags(c)
 
-    e = sub.add_parser("evaluate", help="score a checkpoint's captions on a split")
-    e.add_argument("checkpoint", help="checkpoint folder or run folder")
-    e.add_argument("--split", choices=("val", "test"), default="test")
-    e.add_argument("--data", help="data folder (default: the one the checkpoint was trained on)")
-    e.add_argument("--limit", type=int, help="score only the split's first N images")
-    e.add_argument("--no-meteor", action="store_true", help="skip METEOR (it starts Java)")
-    e.add_argument("--out", help="where to write the per-image results JSON "
-                                 "(default: the run folder's eval-<split>-<method>.json)")
+    e = sub.add_parser("evaluate", help="score a checkpoint's captions on a split",
+                       description="Decode a split's images, score the captions (BLEU, METEOR, "
+                                   "ROUGE-L, CIDEr; truth rate on the shapes data) and write the "
+                                   "per-image results.")
+    e.add_argument("checkpoint", help="checkpoint folder or run folder (its latest checkpoint)")
+    e.add_argument("--split", choices=("val", "test"), default="test",
+                   help="which split's images to caption and score (default: test)")
+    e.add_argument("--data", metavar="PATH", help="data folder (default: the one the checkpoint was trained on)")
+    e.add_argument("--limit", type=int, metavar="N", help="score only the split's first N images (default: all); "
+                                             "results go to eval-<split>-<method>-first<N>.json")
+    e.add_argument("--no-meteor", action="store_true", help="skip METEOR (it starts Java; "
+                                                            "default: METEOR when Java is installed)")
+    e.add_argument("--out", metavar="FILE.json", help="where to write the per-image results JSON (default: the run "
+                                 "folder's eval-<split>-<method>.json, -first<N> for --limit N)")
     _decode_flags(e)
 
-    r = sub.add_parser("report", help="write RUN_DIR/report.html")
+    r = sub.add_parser("report", help="write RUN_DIR/report.html",
+                       description="Write RUN_DIR/report.html, one self-contained page: summary, "
+                                   "scores, curves, images with captions. A run with no evaluation "
+                                   "of a whole split is first evaluated on its test split (greedy).")
     r.add_argument("run_dir", help="run folder")
 
     k = sub.add_parser("classify", help="ImageNet top-5 of image files (the pretrained backbone)",
@@ -163,20 +216,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def train_config(args: argparse.Namespace) -> cfg.RunConfig:
+    """The config `rnncap train` runs with: defaults < --preset < --config < flags."""
+    config = cfg.PRESETS[args.preset] if args.preset else cfg.RunConfig()
+    if args.config:
+        config = cfg.load_config(args.config, base=config)
+    return cfg.with_overrides(config, _overrides(args))
+
+
 def _cmd_train(args) -> int:
     from rnncap.run import train
 
     overrides = _overrides(args)
     if args.resume:
         extra = {(p, k) for p, d in overrides.items() for k in d} - {("train", "num_epochs")}
-        if extra or args.config:
+        if extra or args.config or args.preset:
             raise cfg.ConfigError("--resume continues with the checkpoint's own config; only --epochs may "
-                                  "change (got " + ", ".join(sorted(f"{p}.{k}" for p, k in extra) or ["--config"]) + ")")
+                                  "change (got " + ", ".join(sorted(f"{p}.{k}" for p, k in extra)
+                                                             or ["--config" if args.config else "--preset"]) + ")")
         summary = train(None, args.out, resume=True, progress=not args.no_progress,
                         num_epochs=overrides.get("train", {}).get("num_epochs"))
         return _train_summary(summary)
-    config = cfg.load_config(args.config) if args.config else cfg.RunConfig()
-    config = cfg.with_overrides(config, overrides)
+    config = train_config(args)
     if config.data.path is None:
         if config.data.format != "shapes":
             raise cfg.ConfigError("--data PATH is required (or --format shapes for the built-in dataset)")
@@ -229,7 +290,7 @@ def _cmd_caption(args) -> int:
             raise ValueError(f"checkpoint {r.checkpoint.folder} was trained on precomputed features and "
                              f"has no feature extractor; pass --features FILE")
         extractor = load_extractor(r.checkpoint.dirs["extractor"])
-        feats = extract_files(extractor, args.images)
+        feats = extract_files(extractor, args.images, progress=len(args.images) >= _MANY_IMAGES)
         names = args.images
     else:
         raise ValueError("give image files to caption, or --features FILE")
@@ -237,7 +298,8 @@ def _cmd_caption(args) -> int:
     if len(names) != len(feats):
         raise ValueError(f"{len(names)} image names but {len(feats)} feature rows in {args.features}")
     options = DecodeOptions(args.method, args.beam_size, args.length_penalty, r.max_length)
-    captions = r.vocab.decode_clean(decode_features(r.model, feats, options))
+    label = f"captioning ({options.name})" if len(feats) >= _MANY_IMAGES else None
+    captions = r.vocab.decode_clean(decode_features(r.model, feats, options, progress=label))
     from rnncap import ood
 
     scores, flagged = ood.flag(feats, r.feature_stats)
@@ -278,8 +340,11 @@ def _cmd_evaluate(args) -> int:
                          f"evaluate on the data the model was trained on")
     options = DecodeOptions(args.method, args.beam_size, args.length_penalty, r.max_length)
     scores, out = evaluate_and_save(r, data, args.split, options, limit=args.limit,
-                                 meteor=not args.no_meteor, out=args.out)
+                                    meteor=not args.no_meteor, out=args.out, progress=True)
     print(format_scores(scores))
+    if scores["num_images"] < scores["split_images"]:
+        print(f"a limited run: the first {scores['num_images']} of the split's "
+              f"{scores['split_images']} images (a whole split's results are kept apart)")
     print(f"per-image results: {out}")
     return 0
 
@@ -301,8 +366,9 @@ def _cmd_classify(args) -> int:
 
 def _cmd_report(args) -> int:
     from rnncap.report import write_report
+    from rnncap.run import say
 
-    path = write_report(args.run_dir)
+    path = write_report(args.run_dir, log=say, progress=True)
     print(f"report: {path}")
     return 0
 
@@ -315,8 +381,9 @@ def _cmd_demo(args) -> int:
     from rnncap.run import load_run_data, restore, say, train
 
     t_start = time.perf_counter()
+    decoding = cfg.DecodeConfig(method=args.method, beam_size=args.beam_size)
     # the config first: a bad flag must not cost the previous demo its folder
-    config = cfg.with_overrides(cfg.DEMO, {"data": {"path": str(Path(args.cache) / "shapes")}})
+    config = cfg.with_overrides(cfg.DEMO, {"data": {"path": args.cache}})
     if args.epochs is not None:  # --epochs 0 is an error, not the default
         config = cfg.with_overrides(config, {"train": {"num_epochs": args.epochs}})
     out = Path(args.out)
@@ -340,9 +407,11 @@ def _cmd_demo(args) -> int:
     summary = train(config, out, progress=progress, data=data)
     if summary["status"] != "finished":
         return 130
-    say("[3/4] evaluating on the test split")
+    say(f"[3/4] evaluating on the test split ({decoding.method}"
+        f"{f', beam size {decoding.beam_size}' if decoding.method == 'beam' else ''})")
     r = restore(out)
-    scores, eval_path = evaluate_and_save(r, data, "test", DecodeOptions("greedy", max_length=r.max_length))
+    scores, eval_path = evaluate_and_save(r, data, "test", DecodeOptions(
+        decoding.method, beam_size=decoding.beam_size, max_length=r.max_length), progress=progress)
     say("[4/4] writing the report")
     timings = {"data_s": round(data_s, 1), "train_s": round(summary["timings"]["train_s"], 1),
                "eval_s": scores["eval_s"]}
@@ -357,8 +426,23 @@ def _cmd_demo(args) -> int:
     say(f"  metrics:       {out / 'metrics.jsonl'}")
     say(f"  test results:  {eval_path}")
     say(f"  report:        {report}")
-    say(f"  try:           rnncap caption {out} {data['test_image_files'][0] if 'test_image_files' in data else 'IMAGE.png'}")
+    say(_caption_suggestion(out, eval_path))
     return 0
+
+
+def _caption_suggestion(run: Path, eval_path: Path) -> str:
+    """A `rnncap caption` command for a test image, with what the model said of it.
+
+    The image is the first one whose test caption is true of it (the first one when none is),
+    and the line says the caption and its verdict, so what the user sees is no surprise.
+    """
+    records = [rec for rec in json.loads(Path(eval_path).read_text())["images"] if rec.get("file")]
+    if not records:
+        return f"  try:           rnncap caption {run} IMAGE.png"
+    rec = next((rec for rec in records if rec.get("true")), records[0])
+    verdict = {True: "true of the image", False: "not true of the image"}.get(rec.get("true"), "")
+    return (f"  try:           rnncap caption {run} {rec['file']}\n"
+            f"                 (its test caption: \"{rec['caption']}\"{', ' + verdict if verdict else ''})")
 
 
 def _set_threads(threads: int | None) -> None:

@@ -10,6 +10,7 @@ This module does not know how models are trained or stored, nor how data files a
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from rnncap.atomic import write_text
 
 METHODS = ("greedy", "beam")
 
-__all__ = ["METHODS", "DecodeOptions", "decode_features", "evaluate_split", "evaluate_and_save", "split_images"]
+__all__ = ["METHODS", "DecodeOptions", "decode_features", "evaluate_split", "evaluate_and_save",
+           "split_images", "results_name"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ class DecodeOptions:
 
 
 def decode_features(model, features: np.ndarray, options: DecodeOptions,
-                    batch_size: int = 500, workers: int | None = None) -> np.ndarray:
+                    batch_size: int = 500, workers: int | None = None,
+                    progress: str | None = None) -> np.ndarray:
     """Caption token ids for image features.
 
     The images are decoded in batches of up to `batch_size`; with several workers, the
@@ -62,6 +65,8 @@ def decode_features(model, features: np.ndarray, options: DecodeOptions,
         batch_size: images decoded together (beam search holds beam_size times as many rows).
         workers: threads to decode with; None: `rnncap.parallel.get_threads()` (the
             CLI's --threads).
+        progress: a label to show progress under (rnncap.progress; one step per
+            finished batch); None: no progress.
     Returns:
         int32 (N, options.max_length): first generated token first, <NULL> after <END>.
     """
@@ -79,12 +84,25 @@ def decode_features(model, features: np.ndarray, options: DecodeOptions,
     def decode_batch(lo: int) -> np.ndarray:
         state = model.init_state(features[lo:lo + batch_size])
         if options.method == "greedy":
-            return decode.greedy(step, state, **ids)
-        return decode.beam_search(step, state, beam_size=options.beam_size,
-                                  length_penalty=options.length_penalty, logits=logits,
-                                  **ids).tokens
+            tokens = decode.greedy(step, state, **ids)
+        else:
+            tokens = decode.beam_search(step, state, beam_size=options.beam_size,
+                                        length_penalty=options.length_penalty, logits=logits,
+                                        **ids).tokens
+        if bar is not None:
+            bar.update(len(tokens))
+        return tokens
 
-    out = map_threads(decode_batch, range(0, len(features), batch_size), workers)
+    bar = None
+    if progress is not None:
+        from rnncap.progress import bar as progress_bar
+
+        bar = progress_bar(len(features), progress, unit="img")
+    try:
+        out = map_threads(decode_batch, range(0, len(features), batch_size), workers)
+    finally:
+        if bar is not None:
+            bar.close()
     if not out:
         return np.zeros((0, options.max_length), np.int32)
     return np.concatenate(out).astype(np.int32, copy=False)
@@ -102,7 +120,8 @@ def split_images(data: dict, split: str, limit: int | None = None) -> np.ndarray
 
 
 def evaluate_split(model, data: dict, vocab, split: str, options: DecodeOptions, *,
-                   limit: int | None = None, meteor: bool = True) -> tuple[dict, list[dict]]:
+                   limit: int | None = None, meteor: bool = True,
+                   progress: bool = False) -> tuple[dict, list[dict]]:
     """Decode a split's images and score the captions against their references.
 
     Args:
@@ -113,6 +132,7 @@ def evaluate_split(model, data: dict, vocab, split: str, options: DecodeOptions,
         options: the decoding method.
         limit: score only the split's first `limit` images (a fixed subset, for per-epoch checks).
         meteor: include METEOR (slow: it starts Java); per-epoch validation leaves it out.
+        progress: show decoding progress and say when scoring starts (rnncap.progress).
     Returns:
         (scores, records): the metric values with split, method and number of images, and one
         record per image (index, file, caption, references, truth verdict where known).
@@ -120,8 +140,14 @@ def evaluate_split(model, data: dict, vocab, split: str, options: DecodeOptions,
     from rnncap import metrics
 
     images = split_images(data, split, limit)
-    tokens = decode_features(model, data[f"{split}_features"][images], options)
+    tokens = decode_features(model, data[f"{split}_features"][images], options,
+                             progress=f"decoding {split} ({options.name})" if progress else None)
     captions = vocab.decode_clean(tokens)
+    if progress:
+        from tqdm import tqdm
+
+        tqdm.write(f"scoring {len(images):,} captions (BLEU, {'METEOR, ' if meteor else ''}"
+                   f"ROUGE-L, CIDEr)", file=sys.stderr)
     references = _references(data, vocab, split, images)
     truths = None
     if f"{split}_truth" in data:
@@ -153,12 +179,24 @@ def _references(data, vocab, split, images):
     return [by_image[int(i)] for i in images]
 
 
+def results_name(split: str, options: DecodeOptions, num_images: int, split_size: int) -> str:
+    """The run folder's file name for an evaluation's results.
+
+    A whole split's results are eval-<split>-<method>.json; a run limited to the split's first N
+    images writes eval-<split>-<method>-first<N>.json, so it never replaces the whole split's.
+    """
+    limited = f"-first{num_images}" if num_images < split_size else ""
+    return f"eval-{split}-{options.name}{limited}.json"
+
+
 def evaluate_and_save(restored, data: dict, split: str, options: DecodeOptions, *,
-                      limit: int | None = None, meteor: bool = True, out=None) -> tuple[dict, Path]:
+                      limit: int | None = None, meteor: bool = True, out=None,
+                      progress: bool = False) -> tuple[dict, Path]:
     """Evaluate a restored checkpoint (rnncap.run.Restored) and write the per-image results JSON.
 
-    The file goes to `out`, or else to the run folder as eval-<split>-<method>.json; it holds the
-    checkpoint path, the scores (with the evaluation's wall time) and the per-image records. A
+    The file goes to `out`, or else to the run folder under :func:`results_name`; it holds the
+    checkpoint path, the scores (with the evaluation's wall time and `split_images`, the size of
+    the whole split, so a limited run can be told from a full one) and the per-image records. A
     checkpoint outside a run folder (not in a `checkpoints/` folder) needs `out`.
     """
     folder = restored.checkpoint.folder
@@ -167,10 +205,12 @@ def evaluate_and_save(restored, data: dict, split: str, options: DecodeOptions, 
                          f"say where to write the results (--out FILE)")
     t0 = time.perf_counter()
     scores, records = evaluate_split(restored.model, data, restored.vocab, split, options,
-                                     limit=limit, meteor=meteor)
-    scores = dict(scores, eval_s=round(time.perf_counter() - t0, 3))
+                                     limit=limit, meteor=meteor, progress=progress)
+    split_size = len(split_images(data, split))
+    scores = dict(scores, split_images=split_size, eval_s=round(time.perf_counter() - t0, 3))
     if out is None:
-        out = folder.parent.parent / f"eval-{split}-{options.name}.json"
+        out = (folder.parent.parent
+               / results_name(split, options, scores["num_images"], split_size))
     write_text(out, json.dumps({"checkpoint": str(restored.checkpoint.folder),
                                        "scores": scores, "images": records}, indent=1))
     return scores, Path(out)

@@ -71,6 +71,7 @@ from rnncap.layers import (
 
 CELL_TYPES = ("rnn", "lstm")
 DTYPES = ("float32", "float64")
+INITS = ("cs231n", "pytorch")
 _GATES = {"rnn": 1, "lstm": 4}
 _SEQUENCE = {"rnn": (rnn_forward, rnn_backward), "lstm": (lstm_forward, lstm_backward)}
 _PACKED = {
@@ -107,6 +108,43 @@ def _check_vocabulary(word_to_idx):
         raise ValueError(f"word_to_idx ids must be exactly 0..{len(ids) - 1}, each used once")
 
 
+def _init_cs231n(rng, D, W, H, G, V, image_every_step):
+    """CS231n's initialisation, in float64 (see CaptioningRNN.__init__)."""
+    p = {}
+    p["W_embed"] = rng.standard_normal((V, W)) / 100
+    p["W_proj"] = rng.standard_normal((D, H)) / math.sqrt(D)
+    p["b_proj"] = np.zeros(H)
+    p["Wx"] = rng.standard_normal((W, G)) / math.sqrt(W)
+    p["Wh"] = rng.standard_normal((H, G)) / math.sqrt(H)
+    p["b"] = np.zeros(G)
+    p["W_vocab"] = rng.standard_normal((H, V)) / math.sqrt(H)
+    p["b_vocab"] = np.zeros(V)
+    if image_every_step:  # drawn last: the other parameters do not depend on it
+        p["W_img"] = rng.standard_normal((D, G)) / math.sqrt(D)
+    return p
+
+
+def _init_pytorch(rng, D, W, H, G, V, image_every_step):
+    """PyTorch's default initialisation of the same network, in float64 (see __init__)."""
+
+    def uniform(shape, fan_in):
+        bound = 1 / math.sqrt(fan_in)
+        return rng.uniform(-bound, bound, shape)
+
+    p = {}
+    p["W_embed"] = rng.standard_normal((V, W))  # nn.Embedding: N(0, 1)
+    p["W_proj"] = uniform((D, H), D)  # nn.Linear(D, H)
+    p["b_proj"] = uniform(H, D)
+    p["Wx"] = uniform((W, G), H)  # nn.LSTM / nn.RNN: every weight and bias U(+-1/sqrt(H))
+    p["Wh"] = uniform((H, G), H)
+    p["b"] = uniform(G, H) + uniform(G, H)  # b_ih + b_hh: one bias here
+    p["W_vocab"] = uniform((H, V), H)  # nn.Linear(H, V)
+    p["b_vocab"] = uniform(V, H)
+    if image_every_step:  # drawn last: the other parameters do not depend on it
+        p["W_img"] = uniform((D, G), D)  # nn.Linear(D, H', bias=False)
+    return p
+
+
 class CaptioningRNN:
     """CS231n's captioning RNN, with a decoding interface and input checks.
 
@@ -132,12 +170,20 @@ class CaptioningRNN:
         dtype=np.float32,
         seed=None,
         image_every_step=False,
+        init="cs231n",
     ):
-        """Builds the parameters, initialised as CS231n does.
+        """Builds the parameters, initialised as CS231n does (or as PyTorch does).
 
-        W_embed ~ N(0, 1) / 100; every other weight matrix ~ N(0, 1) / sqrt(fan_in);
-        biases 0. Values are drawn in float64 and then cast, so one seed gives the same
-        network (up to rounding) in float32 and float64.
+        init='cs231n' (the default, CS231n's own): W_embed ~ N(0, 1) / 100; every other
+        weight matrix ~ N(0, 1) / sqrt(fan_in); biases 0.
+        init='pytorch' (beyond CS231n): what PyTorch's nn.Embedding, nn.Linear and nn.LSTM
+        (or nn.RNN) draw for the same network: W_embed ~ N(0, 1); W_proj, b_proj ~
+        U(+-1/sqrt(D)); Wx, Wh ~ U(+-1/sqrt(H)) and b the sum of the cell's two biases
+        b_ih + b_hh, each U(+-1/sqrt(H)); W_vocab, b_vocab ~ U(+-1/sqrt(H)); W_img ~
+        U(+-1/sqrt(D)). Word vectors 100 times larger make the first steps of training
+        move much faster (docs/results.md measures it on the shapes demo).
+        Values are drawn in float64 and then cast, so one seed gives the same network (up
+        to rounding) in float32 and float64.
 
         Args:
             word_to_idx: dict word -> id, ids exactly 0..V-1, containing <NULL>,
@@ -149,16 +195,20 @@ class CaptioningRNN:
             dtype: np.float32 / np.float64 or 'float32' / 'float64'.
             seed: None, an int or a np.random.Generator for the initialisation.
             image_every_step: also add features W_img to every step's input.
+            init: 'cs231n' or 'pytorch', the initialisation (see above).
 
         Raises:
-            ValueError: bad cell_type, dtype, sizes or vocabulary.
+            ValueError: bad cell_type, dtype, sizes, vocabulary or init.
         """
         if cell_type not in CELL_TYPES:
             raise ValueError(f"cell_type must be one of {', '.join(CELL_TYPES)}; got {cell_type!r}")
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
         _check_vocabulary(word_to_idx)
         self.cell_type = cell_type
         self.dtype = _as_float_dtype(dtype)
         self.image_every_step = bool(image_every_step)
+        self.init = init
         self.word_to_idx = dict(word_to_idx)
         self.idx_to_word = [None] * len(word_to_idx)
         for word, i in word_to_idx.items():
@@ -173,17 +223,8 @@ class CaptioningRNN:
         G = _GATES[cell_type] * H  # H' = width of the recurrent pre-activation
 
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-        p = {}
-        p["W_embed"] = rng.standard_normal((V, W)) / 100
-        p["W_proj"] = rng.standard_normal((D, H)) / math.sqrt(D)
-        p["b_proj"] = np.zeros(H)
-        p["Wx"] = rng.standard_normal((W, G)) / math.sqrt(W)
-        p["Wh"] = rng.standard_normal((H, G)) / math.sqrt(H)
-        p["b"] = np.zeros(G)
-        p["W_vocab"] = rng.standard_normal((H, V)) / math.sqrt(H)
-        p["b_vocab"] = np.zeros(V)
-        if self.image_every_step:  # drawn last: the other parameters do not depend on it
-            p["W_img"] = rng.standard_normal((D, G)) / math.sqrt(D)
+        init_params = _init_cs231n if init == "cs231n" else _init_pytorch
+        p = init_params(rng, D, W, H, G, V, self.image_every_step)
         self.params = {k: v.astype(self.dtype) for k, v in p.items()}
 
     @property
@@ -197,6 +238,7 @@ class CaptioningRNN:
             "cell_type": self.cell_type,
             "dtype": self.dtype.name,
             "image_every_step": self.image_every_step,
+            "init": self.init,
         }
 
     # ------------------------------------------------------------------ input checks

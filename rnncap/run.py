@@ -86,6 +86,8 @@ def load_run_data(config: RunConfig, progress: bool = True, generate: bool = Tru
         opts["features"] = d.features
     if d.max_length is not None:
         opts["max_length"] = d.max_length
+    if d.shapes_train_images is not None:
+        opts["num_train"] = d.shapes_train_images
     return load_data(d.path, d.format, **opts)
 
 
@@ -115,7 +117,8 @@ def _build_model(word_to_idx, input_dim: int, config: RunConfig):
     m = config.model
     return CaptioningRNN(word_to_idx, input_dim=input_dim, wordvec_dim=m.wordvec_dim,
                          hidden_dim=m.hidden_dim, cell_type=m.cell_type, dtype=m.dtype,
-                         seed=config.train.seed, image_every_step=m.image_every_step)
+                         seed=config.train.seed, image_every_step=m.image_every_step,
+                         init=m.init)
 
 
 def restore(path: str | Path) -> Restored:
@@ -356,7 +359,8 @@ class _Trainer:
         solver = CaptioningSolver(
             self.model, self.data, update_rule=tc.update_rule,
             optim_config={"learning_rate": tc.learning_rate}, lr_decay=tc.lr_decay,
-            batch_size=tc.batch_size, num_epochs=tc.num_epochs, verbose=False, progress=progress,
+            lr_schedule=tc.lr_schedule, batch_size=tc.batch_size, num_epochs=tc.num_epochs,
+            verbose=False, progress=progress,
             seed=tc.seed, grad_clip=tc.grad_clip, callbacks=[self.on_epoch_end],
             loss_fn=getattr(self.model, "fast_loss", None),  # None: model.loss
             row_groups=tc.row_groups, reducer=self.reducer, **hooks)
@@ -493,11 +497,6 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
     run_dir = Path(run_dir)
     config, restored = _prepare(config, run_dir, resume, num_epochs,
                                 1 if comm is None else comm.Get_size())
-    if comm is not None:
-        comm.Barrier()  # every rank has checked the run folder before rank 0 writes in it
-    if rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_if_changed(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
     progress = progress and rank == 0
 
     t0 = time.perf_counter()
@@ -506,6 +505,12 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
     timings = {"data_s": time.perf_counter() - t0}
     check_training_memory(config, len(data["vocab"].idx_to_word), data["train_features"].shape[1],
                           data["train_captions"].shape[1])
+    # Only now that the data has loaded: a run that cannot start leaves no run folder behind.
+    if comm is not None:
+        comm.Barrier()  # every rank has checked the run folder before rank 0 writes in it
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_if_changed(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
     model = _build_model(data["word_to_idx"], data["train_features"].shape[1], config)
     history: list = []
     stats = _feature_stats(config, data)

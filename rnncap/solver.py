@@ -13,13 +13,16 @@ minibatch order there is. An "epoch" is CS231n's `max(M // batch_size, 1)` itera
 the learning rate of every parameter is multiplied by `lr_decay` at each epoch's end,
 then the callbacks run (validation metrics and checkpoints hook in there).
 
-Beyond CS231n: `seed`, `grad_clip` (global norm), `progress` (a tqdm bar instead of print
-lines), `callbacks`, a `stop_requested` flag that ends `train()` cleanly after the current
-iteration, a FloatingPointError before any non-finite update, state_dict() /
-load_state_dict() for bit-identical resumption, `loss_fn` (another function with the
-contract of `model.loss`, e.g. CaptioningRNN.fast_loss) and `row_groups` (each batch
-split into that many row groups whose gradients are computed on threads and summed:
-rnncap.parallel.data_parallel).
+Beyond CS231n: `lr_schedule='cosine'`, which sets every iteration's learning rate to
+``learning_rate * lr_decay**epoch * (1 + cos(pi * t / num_iterations)) / 2`` (t iterations
+done): half a cosine from the initial rate down to 0 at the end of the run, a function of
+t alone, so resuming needs no extra state; `seed`, `grad_clip` (global norm), `progress`
+(a tqdm bar instead of print lines), `callbacks`, a `stop_requested` flag that ends
+`train()` cleanly after the current iteration, a FloatingPointError before any non-finite
+update, state_dict() / load_state_dict() for bit-identical resumption, `loss_fn` (another
+function with the contract of `model.loss`, e.g. CaptioningRNN.fast_loss) and `row_groups`
+(each batch split into that many row groups whose gradients are computed on threads and
+summed: rnncap.parallel.data_parallel).
 
 This module knows the model contract (`params`, `loss(features, captions)`, and
 optionally `row_costs(captions)` to balance row groups), the update rules and three data
@@ -41,6 +44,7 @@ _DEFAULTS = {
     "update_rule": "sgd",
     "optim_config": None,  # {} (a fresh dict per solver)
     "lr_decay": 1.0,
+    "lr_schedule": "step",
     "batch_size": 100,
     "num_epochs": 10,
     "print_every": 10,
@@ -54,6 +58,7 @@ _DEFAULTS = {
     "row_groups": 1,
     "reducer": None,  # rnncap.mpi.Reducer: this process's share of each batch, summed over ranks
 }
+LR_SCHEDULES = ("step", "cosine")
 _STATE_KEYS = ("t", "epoch", "loss_history", "optim_configs", "rng_state")
 
 
@@ -112,7 +117,8 @@ class CaptioningSolver:
                 train_features (I, D); other keys (val_*, vocabulary...) are ignored.
             **kwargs: update_rule ('sgd', 'sgd_momentum', 'rmsprop' or 'adam'),
                 optim_config (dict, copied per parameter), lr_decay (1.0), batch_size
-                (100), num_epochs (10), print_every (10), verbose (True), seed (None),
+                (100), lr_schedule ('step' or 'cosine', see the module docstring),
+                num_epochs (10), print_every (10), verbose (True), seed (None),
                 grad_clip (None: no clipping; else the global norm), progress (False),
                 callbacks (iterable of cb(solver), called at every epoch's end),
                 iteration_callbacks (iterable of cb(solver), called after every iteration,
@@ -142,6 +148,10 @@ class CaptioningSolver:
             raise ValueError(f"num_epochs must be a non-negative integer; got {opts['num_epochs']!r}")
         if not (isinstance(opts["lr_decay"], (int, float)) and opts["lr_decay"] > 0):
             raise ValueError(f"lr_decay must be a positive number; got {opts['lr_decay']!r}")
+        if opts["lr_schedule"] not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}; got {opts['lr_schedule']!r}")
+        if opts["lr_schedule"] == "cosine" and "learning_rate" not in (opts["optim_config"] or {}):
+            raise ValueError("lr_schedule='cosine' needs optim_config['learning_rate'], the rate it starts from")
         if opts["grad_clip"] is not None and not (isinstance(opts["grad_clip"], (int, float)) and opts["grad_clip"] > 0):
             raise ValueError(f"grad_clip must be None or a positive number; got {opts['grad_clip']!r}")
         callbacks = tuple(opts["callbacks"])
@@ -157,6 +167,7 @@ class CaptioningSolver:
         self.update_rule = getattr(optim, rule)
         self.optim_config = dict(opts["optim_config"] or {})
         self.lr_decay = float(opts["lr_decay"])
+        self.lr_schedule = opts["lr_schedule"]
         self.batch_size = int(opts["batch_size"])
         self.num_epochs = int(opts["num_epochs"])
         self.print_every = int(opts["print_every"])
@@ -211,6 +222,10 @@ class CaptioningSolver:
             )
         if self.grad_clip is not None:
             optim.clip_grad_norm(grads, self.grad_clip)
+        if self.lr_schedule == "cosine":
+            lr = self.learning_rate_at(self.t)
+            for config in self.optim_configs.values():
+                config["learning_rate"] = lr
         for p, w in self.model.params.items():
             next_w, next_config = self.update_rule(w, grads[p], self.optim_configs[p])
             self.model.params[p] = next_w
@@ -229,9 +244,9 @@ class CaptioningSolver:
         self.interrupted = False
         bar = None
         if self.progress:
-            from tqdm.auto import tqdm
+            from rnncap.progress import bar as progress_bar
 
-            bar = tqdm(total=self.num_iterations, initial=self.t, unit="it", desc="train")
+            bar = progress_bar(self.num_iterations, "train", unit="it", initial=self.t)
         try:
             while self.t < self.num_iterations:
                 loss = self._step()
@@ -245,7 +260,7 @@ class CaptioningSolver:
                 if self.t % self.iterations_per_epoch == 0:
                     self.epoch += 1
                     for config in self.optim_configs.values():
-                        if "learning_rate" in config:
+                        if "learning_rate" in config and self.lr_schedule == "step":
                             config["learning_rate"] = float(config["learning_rate"]) * self.lr_decay
                     for cb in self.callbacks:
                         cb(self)
@@ -255,6 +270,12 @@ class CaptioningSolver:
         finally:
             if bar is not None:
                 bar.close()
+
+    def learning_rate_at(self, t):
+        """The cosine schedule's learning rate for the iteration after `t` done ones."""
+        cosine = 0.5 * (1.0 + math.cos(math.pi * t / max(self.num_iterations, 1)))
+        epoch = t // self.iterations_per_epoch
+        return float(self.optim_config["learning_rate"]) * self.lr_decay**epoch * cosine
 
     def state_dict(self):
         """Everything needed, with the model's params, to resume bit-identically.

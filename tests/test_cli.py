@@ -1,6 +1,7 @@
 """The `rnncap` command end to end on a tiny dataset, and its errors."""
 
 import json
+import re
 
 import pytest
 
@@ -110,8 +111,7 @@ def test_evaluate_then_report(trained, tmp_path, capsys):
     (trained / "eval-test-greedy.json").write_text(out.read_text())
     assert main(["report", str(trained)]) == 0
     page = (trained / "report.html").read_text()
-    assert page.count('src="data:image/png;base64,') == 20
-    assert (trained / "loss.png").stat().st_size > 1000
+    assert page.count('src="data:image/png;base64,') == 20 + 2  # the images and two curves
     assert result["images"][0]["caption"].replace("<", "&lt;") in page
 
 
@@ -255,19 +255,125 @@ def test_demo_end_to_end_on_tiny_data(tiny_shapes, tmp_path, monkeypatch, capsys
 
     from rnncap import config as cfg
 
-    shutil.copytree(tiny_shapes, tmp_path / "cache" / "shapes")
-    tiny = cfg.with_overrides(cfg.DEMO, {"data": {"format": "karpathy"},
+    shutil.copytree(tiny_shapes, tmp_path / "cache")
+    tiny = cfg.with_overrides(cfg.DEMO, {"data": {"format": "karpathy", "shapes_train_images": None},
                                          "model": {"hidden_dim": 16, "wordvec_dim": 8},
                                          "train": {"num_epochs": 1, "batch_size": 50, "val_images": 5}})
     monkeypatch.setattr(cfg, "DEMO", tiny)
     args = ["demo", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "demo"), "--no-progress"]
     assert main(args) == 0
     out = capsys.readouterr().out
-    assert "test greedy (20 images)" in out and "report:" in out
+    label = "greedy" if cfg.DEMO_DECODE.method == "greedy" else f"beam-{cfg.DEMO_DECODE.beam_size}"
+    assert f"test {label} (20 images)" in out and "report:" in out
     assert (tmp_path / "demo" / "report.html").is_file()
-    assert main(args) == 0  # a second demo replaces the first
+    config = json.loads((tmp_path / "demo" / "config.json").read_text())
+    assert config["data"]["path"] == str((tmp_path / "cache").resolve())  # --cache, no level added
+    # The suggested `rnncap caption` command names a test image and what the model said of it.
+    images = json.loads((tmp_path / "demo" / f"eval-test-{label}.json").read_text())["images"]
+    shown = next((r for r in images if r["true"]), images[0])
+    verdict = "true of the image" if shown["true"] else "not true of the image"
+    assert f"rnncap caption {tmp_path / 'demo'} {shown['file']}" in out
+    assert f'(its test caption: "{shown["caption"]}", {verdict})' in out
+    assert main(args + ["--method", "beam", "--beam-size", "2"]) == 0  # replaces the first
+    out = capsys.readouterr().out
+    assert "test beam-2 (20 images)" in out and (tmp_path / "demo" / "eval-test-beam-2.json").is_file()
+    assert not (tmp_path / "demo" / "eval-test-greedy.json").exists()
+    assert main(args + ["--beam-size", "0"]) == 1
+    assert "decode.beam_size must be > 0" in capsys.readouterr().err
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "keep.txt").write_text("mine")
     assert main(["demo", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "other")]) == 1
     assert (tmp_path / "other" / "keep.txt").read_text() == "mine"
     assert "not a demo run folder" in capsys.readouterr().err
+
+
+def _help(command, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["demo", "train", "caption", "evaluate"])
+def test_help_says_every_option_and_its_default(command, capsys):
+    """Every option has help; every option that has a default value says it once, in words."""
+    from rnncap.cli import build_parser
+
+    text = _help(command, capsys)
+    assert "(default: None)" not in text and "default: None" not in text
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command").choices[command]
+    for action in sub._actions:
+        if action.dest in ("help",) or not action.option_strings:
+            continue
+        assert action.help, action.option_strings
+        takes_value = action.nargs != 0 and not action.required
+        if takes_value:
+            assert len(re.findall(r"\bdefault( there)?:", action.help)) == 1, action.help
+
+
+def test_flags_accept_the_config_key_names_too(tmp_path):
+    from rnncap.cli import build_parser, train_config
+
+    parse = build_parser().parse_args
+    short = train_config(parse(["train", "--out", "r", "--epochs", "3", "--lr", "0.01", "--cell", "lstm"]))
+    long = train_config(parse(["train", "--out", "r", "--num-epochs", "3", "--learning-rate", "0.01",
+                               "--cell-type", "lstm"]))
+    assert short == long
+    assert (long.train.num_epochs, long.train.learning_rate, long.model.cell_type) == (3, 0.01, "lstm")
+
+
+def test_train_preset_is_the_demo_config_with_flags_and_config_on_top(tmp_path, capsys):
+    from rnncap import config as cfg
+    from rnncap.cli import build_parser, train_config
+
+    assert cfg.PRESETS["shapes-demo"] is cfg.DEMO
+    parse = build_parser().parse_args
+    assert train_config(parse(["train", "--out", "r", "--preset", "shapes-demo"])) == cfg.DEMO
+    (tmp_path / "c.json").write_text(json.dumps({"model": {"hidden_dim": 64}}))
+    got = train_config(parse(["train", "--out", "r", "--preset", "shapes-demo",
+                              "--config", str(tmp_path / "c.json"), "--epochs", "2"]))
+    want = cfg.with_overrides(cfg.DEMO, {"model": {"hidden_dim": 64}, "train": {"num_epochs": 2}})
+    assert got == want
+    text = _help("train", capsys)
+    assert "--preset {shapes-demo}" in text
+    assert f"shapes-demo: what `rnncap demo` trains" in text
+    assert f"--hidden-dim {cfg.DEMO.model.hidden_dim}" in text.split("presets")[-1]
+
+
+def test_train_preset_with_resume_is_refused(trained, capsys):
+    assert main(["train", "--out", str(trained), "--resume", "--preset", "shapes-demo"]) == 1
+    assert "only --epochs may change (got --preset)" in capsys.readouterr().err
+
+
+def test_demo_and_load_shapes_share_one_cache_folder():
+    import inspect
+
+    from rnncap.cli import SHAPES_CACHE, build_parser
+    from rnncap.data import load_shapes, prepare_shapes
+    from rnncap.data.shapes import DEFAULT_CACHE
+
+    assert SHAPES_CACHE == DEFAULT_CACHE
+    assert build_parser().parse_args(["demo"]).cache == DEFAULT_CACHE
+    for fn in (load_shapes, prepare_shapes):
+        assert inspect.signature(fn).parameters["cache_dir"].default == DEFAULT_CACHE
+
+
+def test_caption_many_images_shows_progress(trained, capsys, tmp_path):
+    import numpy as np
+
+    from rnncap.run import restore
+
+    d = restore(trained).model.params["W_proj"].shape[0]
+    np.save(tmp_path / "f.npy", np.random.default_rng(0).standard_normal((120, d)).astype(np.float32))
+    assert main(["caption", str(trained), "--features", str(tmp_path / "f.npy")]) == 0
+    out = capsys.readouterr()
+    assert len(out.out.splitlines()) == 120
+    assert "captioning (greedy): 120/120 img (100%)" in out.err
+
+
+def test_a_run_that_cannot_load_its_data_leaves_no_run_folder(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "notes.txt").write_text("not a dataset")
+    assert main(["train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "run")]) == 1
+    assert "cannot tell the data format" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

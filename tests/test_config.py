@@ -8,8 +8,10 @@ from rnncap.config import (DEMO, ConfigError, RunConfig, from_dict, load_config,
 
 def test_defaults_are_cs231n_model_defaults():
     m = RunConfig().model
-    assert (m.cell_type, m.wordvec_dim, m.hidden_dim, m.dtype, m.image_every_step) == \
-        ("rnn", 128, 128, "float32", False)
+    assert (m.cell_type, m.wordvec_dim, m.hidden_dim, m.dtype, m.image_every_step, m.init) == \
+        ("rnn", 128, 128, "float32", False, "cs231n")
+    t = RunConfig().train
+    assert (t.lr_schedule, t.lr_decay) == ("step", 0.995)
 
 
 def test_round_trip_through_json():
@@ -36,6 +38,8 @@ def test_int_accepted_for_float_but_not_string_for_int():
     ({"model": {"cell_type": "gru"}}, ["cell_type", "rnn, lstm", "gru"]),
     ({"train": {"learning_rate": -1.0}}, ["learning_rate", "> 0"]),
     ({"data": {"format": "csv"}}, ["format", "csv"]),
+    ({"model": {"init": "xavier"}}, ["model.init", "cs231n, pytorch", "xavier"]),
+    ({"train": {"lr_schedule": "linear"}}, ["train.lr_schedule", "step, cosine", "linear"]),
     ({"train": 3}, ["train", "JSON object"]),
 ])
 def test_bad_values_name_the_field(bad, words):
@@ -57,3 +61,25 @@ def test_load_config_file(tmp_path):
         load_config(p)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.json")
+
+
+def test_shapes_train_images_is_for_the_shapes_format_only():
+    c = with_overrides(DEMO, {"data": {"shapes_train_images": 123}})
+    assert c.data.shapes_train_images == 123
+    with pytest.raises(ConfigError, match="data.shapes_train_images applies to format 'shapes' only"):
+        with_overrides(RunConfig(), {"data": {"format": "karpathy", "shapes_train_images": 5}})
+    with pytest.raises(ConfigError, match=r"data.shapes_train_images must be > 0"):
+        with_overrides(DEMO, {"data": {"shapes_train_images": 0}})
+
+
+def test_shapes_train_images_reaches_the_generator(monkeypatch):
+    import rnncap.data
+    from rnncap.run import load_run_data
+
+    seen = {}
+    monkeypatch.setattr(rnncap.data, "load_data", lambda path, fmt, **kw: seen.update(kw, fmt=fmt))
+    load_run_data(with_overrides(DEMO, {"data": {"path": "x", "shapes_train_images": 77}}), False)
+    assert seen["fmt"] == "shapes" and seen["num_train"] == 77
+    seen.clear()
+    load_run_data(with_overrides(DEMO, {"data": {"path": "x", "shapes_train_images": None}}), False)
+    assert "num_train" not in seen

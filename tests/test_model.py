@@ -59,13 +59,35 @@ def test_parameters_shapes_and_initialisation(cell, every):
         assert not m.params[k].any()
 
 
+@pytest.mark.parametrize("cell,every", CONFIGS)
+def test_pytorch_initialisation_draws_what_pytorchs_layers_draw(cell, every):
+    V, D, W, H = 1004, 512, 64, 96
+    kw = dict(input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell, seed=0, image_every_step=every)
+    m = CaptioningRNN(_vocab(V), init="pytorch", **kw)
+    ref = CaptioningRNN(_vocab(V), **kw)
+    assert {k: (v.shape, v.dtype) for k, v in m.params.items()} == \
+        {k: (v.shape, v.dtype) for k, v in ref.params.items()}
+    assert m.config["init"] == "pytorch" and ref.config["init"] == "cs231n"
+    assert abs(m.params["W_embed"].std() - 1) < 0.01  # nn.Embedding: N(0, 1)
+    # U(-a, a) has standard deviation a / sqrt(3); nn.LSTM/nn.RNN use a = 1/sqrt(H) for every
+    # weight, nn.Linear a = 1/sqrt(fan_in) for weight and bias.
+    uniform = [("W_proj", D), ("b_proj", D), ("Wx", H), ("Wh", H), ("W_vocab", H), ("b_vocab", H)]
+    for k, fan in uniform + [("W_img", D)] * every:
+        a = 1 / math.sqrt(fan)
+        assert np.abs(m.params[k]).max() <= a, k
+        assert abs(m.params[k].std() / (a / math.sqrt(3)) - 1) < 0.1, k
+    # b is b_ih + b_hh, each U(+-1/sqrt(H)): bounded by 2/sqrt(H), variance twice a/sqrt(3)'s
+    b, a = m.params["b"], 1 / math.sqrt(H)
+    assert np.abs(b).max() <= 2 * a and abs(b.std() / (a * math.sqrt(2 / 3)) - 1) < 0.15
+
+
 def test_seed_dtype_names_and_config_round_trip():
     m = CaptioningRNN(_vocab(20), input_dim=6, wordvec_dim=4, hidden_dim=5, cell_type="lstm",
                       dtype="float64", seed=3, image_every_step=True)
     assert m.dtype == np.float64
     cfg = json.loads(json.dumps(m.config))
     assert cfg == {"input_dim": 6, "wordvec_dim": 4, "hidden_dim": 5, "cell_type": "lstm",
-                   "dtype": "float64", "image_every_step": True}
+                   "dtype": "float64", "image_every_step": True, "init": "cs231n"}
     twin = CaptioningRNN(_vocab(20), **cfg, seed=3)
     assert all(np.array_equal(twin.params[k], v) and twin.params[k].dtype == v.dtype for k, v in m.params.items())
     single = CaptioningRNN(_vocab(20), **{**cfg, "dtype": np.float32}, seed=3)
@@ -275,6 +297,8 @@ def test_constructor_errors():
         CaptioningRNN(v, dtype="float16")
     with pytest.raises(ValueError, match="hidden_dim must be a positive integer"):
         CaptioningRNN(v, hidden_dim=0)
+    with pytest.raises(ValueError, match="init must be one of cs231n, pytorch; got 'xavier'"):
+        CaptioningRNN(v, init="xavier")
 
 
 def test_input_errors_say_what_was_expected():

@@ -106,7 +106,8 @@ def test_at_most_one_percent_of_shapes_test_images_are_flagged(shapes_run, capsy
     files = data["test_image_files"]
     out, err = caption_json([str(run), *files], capsys)
     flagged = sum(o["out_of_distribution"] for o in out)
-    assert len(out) == 400 and flagged <= 4 and len(err) == flagged
+    warnings = [line for line in err if line.startswith("rnncap caption: warning:")]
+    assert len(out) == 400 and flagged <= 4 and len(warnings) == flagged  # err also has progress
 
 
 def test_a_checkpoint_without_statistics_says_it_does_not_check(tiny_shapes, tiny_train_flags, tmp_path,

@@ -318,3 +318,22 @@ def test_resume_cannot_shorten_a_run(uninterrupted, tiny_data, tmp_path):
     run = shutil.copytree(uninterrupted[0], tmp_path / "run")
     with pytest.raises(ValueError, match="--epochs 2 is fewer than the 3 epochs"):
         train(None, run, resume=True, num_epochs=2, progress=False, data=tiny_data)
+
+
+def test_cosine_schedule_and_pytorch_init_resume_bit_for_bit(tiny_shapes, tiny_data, tmp_path):
+    config = with_overrides(_config(tiny_shapes, lr_schedule="cosine", lr_decay=1.0),
+                            {"model": {"init": "pytorch"}})
+    train(config, tmp_path / "full", progress=False, data=tiny_data)
+    first = train(config, tmp_path / "part", progress=False, data=tiny_data, stop_after=10)
+    assert first["status"] == "interrupted"
+    train(config, tmp_path / "part", resume=True, progress=False, data=tiny_data)
+    a, b = restore(tmp_path / "full"), restore(tmp_path / "part")
+    assert a.model.init == b.model.init == "pytorch" and b.config.train.lr_schedule == "cosine"
+    for k in a.model.params:
+        assert np.array_equal(a.model.params[k], b.model.params[k]), k
+    sa = read_checkpoint(tmp_path / "full").documents["solver"]
+    sb = read_checkpoint(tmp_path / "part").documents["solver"]
+    assert sa["loss_history"] == sb["loss_history"]
+    # the last iteration (t = 20 of 21) trained at 5e-3 * (1 + cos(pi 20 / 21)) / 2
+    assert sa["optim_configs"]["Wx"]["learning_rate"] == pytest.approx(
+        5e-3 * (1 + np.cos(np.pi * 20 / 21)) / 2, rel=1e-12)

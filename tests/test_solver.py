@@ -96,6 +96,39 @@ def test_lr_decay_and_callbacks_at_every_epoch_end():
     assert s.optim_config == {"learning_rate": 0.1}  # the template is not mutated
 
 
+def test_cosine_schedule_sets_every_iterations_rate():
+    rng = np.random.default_rng(1)
+    s = CaptioningSolver(Quadratic(), _data(rng, M=40), update_rule="sgd", batch_size=10,
+                         num_epochs=2, optim_config={"learning_rate": 0.1}, lr_decay=0.5,
+                         lr_schedule="cosine", verbose=False, seed=0)
+    used, moves = [], []
+    before = {"w": s.model.params["w"].copy()}
+
+    def watch(solver):  # after each update: the rate it used, and what the update was
+        used.append(solver.optim_configs["w"]["learning_rate"])
+        moves.append(solver.model.params["w"] - before["w"])
+        before["w"] = solver.model.params["w"].copy()
+
+    s.iteration_callbacks = (watch,)
+    s.train()
+    assert s.num_iterations == 8 and s.iterations_per_epoch == 4
+    # by hand: 0.1 * 0.5**epoch * (1 + cos(pi t / 8)) / 2 for t = 0..7
+    expected = [0.1 * 0.5 ** (t // 4) * (1 + np.cos(np.pi * t / 8)) / 2 for t in range(8)]
+    assert np.allclose(used, expected, rtol=1e-12, atol=0)
+    assert used[0] == 0.1 and used[4] == pytest.approx(0.1 * 0.5 * 0.5)
+    assert s.optim_config["learning_rate"] == 0.1  # the base rate is never overwritten
+    # sgd moved w by exactly -lr * grad: the rate set is the rate used
+    m0 = Quadratic()
+    data = s.data
+    idx = np.random.default_rng(0).integers(0, 40, size=10)
+    _, g = m0.loss(data["train_features"][data["train_image_idxs"][idx]], data["train_captions"][idx])
+    assert np.allclose(moves[0], -0.1 * g["w"])
+    with pytest.raises(ValueError, match="needs optim_config\\['learning_rate'\\]"):
+        CaptioningSolver(Quadratic(), _data(rng), lr_schedule="cosine", verbose=False)
+    with pytest.raises(ValueError, match="lr_schedule must be one of step, cosine; got 'linear'"):
+        CaptioningSolver(Quadratic(), _data(rng), lr_schedule="linear", verbose=False)
+
+
 def test_minibatches_follow_the_seed():
     rng = np.random.default_rng(3)
     data = _data(rng)
@@ -202,10 +235,11 @@ def _to_json_and_back(state):
     return put_back(json.loads(json.dumps(strip(state, ""))))
 
 
+@pytest.mark.parametrize("schedule", ["step", "cosine"])
 @pytest.mark.parametrize("stop_at", ["epoch_end", "mid_epoch"])
-def test_resume_from_state_dict_is_bit_identical(stop_at):
+def test_resume_from_state_dict_is_bit_identical(stop_at, schedule):
     kwargs = dict(update_rule="adam", optim_config={"learning_rate": 1e-2}, lr_decay=0.9, batch_size=8,
-                  num_epochs=4, verbose=False, seed=11, grad_clip=5.0)
+                  num_epochs=4, verbose=False, seed=11, grad_clip=5.0, lr_schedule=schedule)
     model, data = _captioning_setup()
     full = CaptioningSolver(model, data, **kwargs)
     full.train()

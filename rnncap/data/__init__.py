@@ -24,14 +24,14 @@ import os
 from rnncap.data.truth import caption_is_true, check_caption, truth_rate
 from rnncap.data.vocab import END, NULL, START, UNK, Vocabulary, decode_captions
 
-__all__ = ["load_data", "load_shapes", "prepare_shapes", "Vocabulary", "decode_captions",
+__all__ = ["load_data", "load_shapes", "prepare_shapes", "write_shapes_cs231n", "Vocabulary", "decode_captions",
            "caption_is_true", "check_caption", "truth_rate", "NULL", "START", "END", "UNK",
            "FORMATS"]
 
 FORMATS = ("cs231n", "karpathy", "coco", "shapes")
 
 
-def prepare_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test=1000,
+def prepare_shapes(cache_dir=".cache/rnncap/shapes", *, seed=0, num_train=10000, num_val=1000, num_test=1000,
                    min_objects=1, max_objects=2, image_size=64, captions_per_image=5,
                    progress=True, generate=True):
     """Generate the shapes dataset (no features); see rnncap.data.shapes.prepare_shapes."""
@@ -44,11 +44,13 @@ def prepare_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test
                                  generate=generate)
 
 
-def load_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test=1000,
+def load_shapes(cache_dir=".cache/rnncap/shapes", *, seed=0, num_train=10000, num_val=1000, num_test=1000,
                 min_objects=1, max_objects=2, image_size=64, captions_per_image=5,
                 extractor_options=None, progress=False, generate=True, **build_opts):
     """The shapes dataset as a data dictionary, generating and featurising it if needed.
 
+    ``cache_dir`` is the folder `rnncap demo --cache` and `rnncap train --format shapes
+    --data` take (default: theirs, ``.cache/rnncap/shapes``), so all three find one dataset.
     Features come from the built-in extractor fitted on the training split;
     they and the saved extractor are cached inside the dataset folder, and
     ``extractor_dir`` points at the extractor. ``generate=False`` only finds an
@@ -71,6 +73,30 @@ def load_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test=10
     data = build_data(images, feats, seed=seed, source=json_path, **build_opts)
     data["extractor_dir"] = extractor_dir
     return data
+
+
+def write_shapes_cs231n(base_dir, cache_dir=".cache/rnncap/shapes", **shapes_options):
+    """Write the shapes dataset as CS231n's ``coco_captioning`` folder; return its path.
+
+    The folder holds what the assignment's ``get_coco_dataset.sh`` leaves (captions as word
+    ids in ``coco2014_captions.h5``, features in ``train2014_vgg16_fc7_pca.h5`` and
+    ``val2014_vgg16_fc7_pca.h5``, ``coco2014_vocab.json``, the URL lists), so
+    ``rnncap.data.cs231n.load_coco_data(base_dir)`` reads it as it reads the real one. The
+    features are the built-in extractor's, not VGG-16's; the URLs are the PNG files' paths;
+    CS231n has no test split, so the shapes test images are left out.
+
+    Args:
+        base_dir: the folder to write (created; files in it are replaced).
+        cache_dir: where the shapes dataset is generated or found (see load_shapes).
+        **shapes_options: load_shapes' options (num_train, num_val, seed, ...).
+    """
+    from rnncap.data.cs231n import write_coco_folder
+
+    data = load_shapes(cache_dir, **shapes_options)
+    for split in ("train", "val"):
+        data[f"{split}_urls"] = [str(f) for f in data[f"{split}_image_files"]]
+    write_coco_folder(base_dir, data)
+    return os.fspath(base_dir)
 
 
 def detect_format(path):

@@ -158,8 +158,8 @@ def resize_batch(images, size):
 def _batches(n, batch_size, progress, desc):
     starts = range(0, n, batch_size)
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=n, desc=desc, unit="img")
+        from rnncap.progress import bar as progress_bar
+        bar = progress_bar(n, desc, unit="img")
         for s in starts:
             yield s
             bar.update(min(batch_size, n - s))

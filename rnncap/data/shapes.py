@@ -33,6 +33,7 @@ writes are raw text, read back by the Karpathy-format loader like real data.
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,8 @@ HALF_EXTENT = {"small": 0.09, "large": 0.16}  # fraction of the image side
 ROWS = ("top", "middle", "bottom")
 COLS = ("left", "center", "right")
 SPLITS = ("train", "val", "test")
+#: The cache folder `rnncap demo`, `rnncap train --format shapes` and `load_shapes()` share.
+DEFAULT_CACHE = ".cache/rnncap/shapes"
 NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 # Synonyms used when writing captions; the truth check accepts all of them.
@@ -289,14 +292,15 @@ def dataset_dirname(params):
     return f"shapes-s{params['seed']}-{digest}"
 
 
-def prepare_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test=1000,
+def prepare_shapes(cache_dir=DEFAULT_CACHE, *, seed=0, num_train=10000, num_val=1000, num_test=1000,
                    min_objects=1, max_objects=2, image_size=64, captions_per_image=5,
                    progress=True, generate=True):
     """Generate the shapes dataset under ``cache_dir`` unless it is already there.
 
     Args:
         cache_dir: parent folder; the dataset goes in a subfolder named by a
-            hash of all parameters (see ``dataset_dirname``).
+            hash of all parameters (see ``dataset_dirname``). The default is the
+            folder the demo uses, so its dataset is found, not made again.
         seed: int seed; same parameters -> byte-identical files.
         num_train, num_val, num_test: images per split.
         min_objects, max_objects: objects per image, drawn uniformly.
@@ -326,6 +330,10 @@ def prepare_shapes(cache_dir, *, seed=0, num_train=10000, num_val=1000, num_test
                                 "rnncap demo)")
     cache_dir.mkdir(parents=True, exist_ok=True)
     atomic.remove_stale(cache_dir, final.name)  # what a killed generation left behind
+    # Generating takes a while and tens of megabytes of disk: never do it unannounced.
+    total = params["num_train"] + params["num_val"] + params["num_test"]
+    print(f"shapes: generating {total:,} images into {final} (made once, then cached)",
+          file=sys.stderr, flush=True)
     # a concurrent writer that finished first made the same files: keep them
     with atomic.atomic_folder(final, exists="keep") as tmp:
         _write_dataset(tmp, params, progress)
@@ -339,8 +347,8 @@ def _write_dataset(folder, params, progress):
     total = sum(counts.values())
     bar = None
     if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=total, desc="shapes: generating images", unit="img")
+        from rnncap.progress import bar as progress_bar
+        bar = progress_bar(total, "shapes: generating images", unit="img")
     images, imgid, sentid = [], 0, 0
     size = params["image_size"]
     for code, split in enumerate(SPLITS):

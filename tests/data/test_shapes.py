@@ -41,6 +41,13 @@ def test_parameters_key_the_folder_and_cache_is_reused(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([a.name, b.name])
 
 
+def test_generation_is_announced_and_a_cached_dataset_is_not(tmp_path, capsys):
+    a = prepare_shapes(tmp_path, seed=0, **SMALL)
+    assert capsys.readouterr().err == f"shapes: generating 20 images into {a} (made once, then cached)\n"
+    prepare_shapes(tmp_path, seed=0, **SMALL)
+    assert capsys.readouterr().err == ""
+
+
 def test_partial_dataset_is_never_taken_as_complete(tmp_path):
     a = prepare_shapes(tmp_path / "x", seed=0, **SMALL)
     # simulate a crash: a folder with the final name but no dataset.json
