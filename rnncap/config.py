@@ -161,7 +161,7 @@ def _positive(name, value, allow_none=False):
     if value is None and allow_none:
         return
     if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
-        raise ConfigError(f"{name} must be a finite number > 0, got {value!r}")
+        raise ConfigError(f"{name} must be > 0 and finite, got {value!r}")
 
 
 def _check_type(name: str, value: Any, annotation: Any) -> Any:

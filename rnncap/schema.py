@@ -90,7 +90,7 @@ def check_training_checkpoint(ckpt: Checkpoint) -> dict:
 
     model = _object(f"{f}/model.json", docs["model"],
                     ("input_dim", "wordvec_dim", "hidden_dim", "cell_type", "dtype"))
-    known = {"input_dim", "wordvec_dim", "hidden_dim", "cell_type", "dtype", "image_every_step"}
+    known = {"input_dim", "wordvec_dim", "hidden_dim", "cell_type", "dtype", "image_every_step", "init"}
     if set(model) - known:
         raise CheckpointError(f"{f}/model.json: unknown key(s) {', '.join(sorted(set(model) - known))}")
     dims = {k: _int(f"{f}/model.json: {k}", model[k], 1) for k in ("input_dim", "wordvec_dim", "hidden_dim")}
@@ -100,6 +100,11 @@ def check_training_checkpoint(ckpt: Checkpoint) -> dict:
     if model["dtype"] not in cfg.DTYPES:
         raise CheckpointError(f"{f}/model.json: dtype must be one of {', '.join(cfg.DTYPES)}, "
                               f"got {model['dtype']!r:.60}")
+    from rnncap.model import INITS
+
+    if model.get("init", INITS[0]) not in INITS:
+        raise CheckpointError(f"{f}/model.json: init must be one of {', '.join(INITS)}, "
+                              f"got {model['init']!r:.60}")
     if not isinstance(model.get("image_every_step", False), bool):
         raise CheckpointError(f"{f}/model.json: image_every_step must be true or false")
     # The sizes must be those of the stored weights (CS231n's parameter names), checked before

@@ -33,7 +33,7 @@ def _error(capsys, command):
 def test_infinite_rates_are_refused_before_training(tiny_shapes, tmp_path, capsys, flag, field):
     assert main(["train", "--data", str(tiny_shapes), "--out", str(tmp_path / "r"), flag, "inf"]) == 1
     line = _error(capsys, "train")
-    assert field in line and "must be a finite number" in line
+    assert field in line and "must be > 0 and finite" in line
     assert not (tmp_path / "r").exists()
 
 
@@ -206,7 +206,7 @@ def test_demo_epochs_zero_is_an_error_not_the_default(tmp_path, capsys):
     (previous / ".rnncap-demo").write_text("a previous demo")
     assert main(["demo", "--epochs", "0", "--out", str(previous), "--cache",
                  str(tmp_path / "cache"), "--no-progress"]) == 1
-    assert "train.num_epochs must be a finite number > 0, got 0" in _error(capsys, "demo")
+    assert "train.num_epochs must be > 0 and finite, got 0" in _error(capsys, "demo")
     assert not (tmp_path / "cache").exists()
     assert (previous / ".rnncap-demo").read_text() == "a previous demo"  # not thrown away first
 
