@@ -149,7 +149,7 @@ def main(argv=None):
         print(f"{r['cell']:5} {r['data_array_mib']:9.0f} {r['after_load_mib']:10.0f} "
               f"{r['peak_mib']:9.0f} {r['train_s_per_iter']:7.3f} {ok:>8} (< 1536 MiB)")
     if args.json:
-        from rnncap.checkpoint import write_text_atomic
+        from rnncap.atomic import write_text as write_text_atomic
 
         write_text_atomic(args.json, json.dumps(results, indent=1))
 

@@ -151,7 +151,7 @@ def main(argv=None):
                   f"{x['torch_over_rnncap_wall']:6.2f} {x['rnncap_cpu_s']:10.3f}s "
                   f"{x['torch_cpu_s']:9.3f}s {x['torch_over_rnncap_cpu']:6.2f}  {x['check']}")
     if args.json:
-        from rnncap.checkpoint import write_text_atomic
+        from rnncap.atomic import write_text as write_text_atomic
 
         write_text_atomic(args.json, json.dumps({"args": vars(args), "load": load,
                                                  "results": results}, indent=1, default=float))

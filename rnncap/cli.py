@@ -24,7 +24,6 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import textwrap
 import time
@@ -281,20 +280,22 @@ def _cmd_caption(args) -> int:
                          "--features)")
     if args.features:
         from rnncap.run import check_feature_rank
+        from rnncap.data.karpathy import read_feature_file
+        from rnncap.data.layout import nonfinite_rows
 
         path = Path(args.features)
         if not path.is_file():
             raise FileNotFoundError(f"features file {path} does not exist")
-        try:
-            feats = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as err:
-            raise ValueError(f"{path} is not a .npy array file: {err}") from None
+        feats = np.asarray(read_feature_file(path))  # real numbers, (I, D) or (I, L, D), or a ValueError
         check_feature_rank(feats, attention, path)
+        bad = nonfinite_rows(feats)
+        if bad.size:
+            raise ValueError(f"{path}: row {bad[0]} holds NaN or infinite values ({bad.size} such rows)")
         want = r.model.input_dim
-        if np.shape(feats)[-1] != want:
+        if feats.shape[-1] != want:
             shape = f"(I, L, {want})" if attention else f"(I, {want})"
             raise ValueError(f"{path}: the checkpoint's model needs features of shape {shape}; "
-                             f"got {np.shape(feats)}")
+                             f"got {feats.shape}")
         names = args.images or [f"{path.name}[{i}]" for i in range(len(feats))]
     elif args.images:
         from rnncap.data.features import extract_files, load_extractor
@@ -348,11 +349,13 @@ def _cmd_evaluate(args) -> int:
     r = restore(args.checkpoint)
     config = r.config
     if args.data:
+        if not Path(args.data).exists():  # never generate data at a mistyped path
+            raise FileNotFoundError(f"data folder {args.data} does not exist")
         config = cfg.with_overrides(config, {"data": {"path": args.data}})
-    elif config.data.format != "shapes" and not Path(config.data.path).exists():
+    elif config.data.path is None or not Path(config.data.path).exists():
         raise FileNotFoundError(f"the checkpoint's data folder {config.data.path} does not exist; "
                                 f"pass --data PATH")
-    data = load_run_data(config, progress=True)
+    data = load_run_data(config, progress=True, generate=False)
     from rnncap.run import check_backbone
 
     check_backbone(r.checkpoint, data, config.data.path)
@@ -401,7 +404,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from rnncap.checkpoint import write_text_atomic
+    from rnncap.atomic import remove_tree, write_text
     from rnncap.evaluate import DecodeOptions, evaluate_and_save
     from rnncap.metrics import format_scores
     from rnncap.report import write_report
@@ -409,16 +412,17 @@ def _cmd_demo(args) -> int:
 
     t_start = time.perf_counter()
     decoding = cfg.DecodeConfig(method=args.method, beam_size=args.beam_size)
+    # the config first: a bad flag must not cost the previous demo its folder
+    config = cfg.with_overrides(cfg.DEMO, {"data": {"path": args.cache}})
+    if args.epochs is not None:  # --epochs 0 is an error, not the default
+        config = cfg.with_overrides(config, {"train": {"num_epochs": args.epochs}})
     out = Path(args.out)
     if out.exists():
         if not (out / _DEMO_MARK).exists():
             raise FileExistsError(f"{out} exists and is not a demo run folder; choose another --out")
-        shutil.rmtree(out)
+        remove_tree(out)
     out.mkdir(parents=True)
-    write_text_atomic(out / _DEMO_MARK, "written by `rnncap demo`; the next demo replaces this folder\n")
-    config = cfg.with_overrides(cfg.DEMO, {"data": {"path": args.cache}})
-    if args.epochs:
-        config = cfg.with_overrides(config, {"train": {"num_epochs": args.epochs}})
+    write_text(out / _DEMO_MARK, "written by `rnncap demo`; the next demo replaces this folder\n")
     progress = not args.no_progress
     say(f"[1/4] shapes dataset and features in {config.data.path} (made once, then cached)")
     t0 = time.perf_counter()
@@ -441,7 +445,7 @@ def _cmd_demo(args) -> int:
     say("[4/4] writing the report")
     timings = {"data_s": round(data_s, 1), "train_s": round(summary["timings"]["train_s"], 1),
                "eval_s": scores["eval_s"]}
-    write_text_atomic(out / "timings.json", json.dumps(timings, indent=1))
+    write_text(out / "timings.json", json.dumps(timings, indent=1))
     report = write_report(out)
     total = time.perf_counter() - t_start
     say("")
@@ -496,6 +500,20 @@ def _set_threads(threads: int | None) -> None:
     threadpool_limits(threads, user_api="blas")
 
 
+# the flags that make each command need less memory, for its out-of-memory message
+_SIZE_FLAGS = {"train": "--batch-size, --hidden-dim, --wordvec-dim or --max-length",
+               "caption": "--beam-size or fewer images",
+               "evaluate": "--beam-size or --limit", "serve": "--max-pixels"}
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (an OSError without a message says what it is)."""
+    text = str(err) or type(err).__name__
+    if isinstance(err, OSError) and err.strerror and err.filename:
+        text = f"{err.strerror}: {err.filename}"
+    return " ".join(text.split())
+
+
 def _cmd_features(args) -> int:
     from rnncap import cli_features
 
@@ -534,9 +552,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return _COMMANDS[args.command](args)
-    except (cfg.ConfigError, CheckpointError, TrainingError, FileNotFoundError, FileExistsError,
-            ValueError) as err:
-        print(f"rnncap {args.command}: error: {err}", file=sys.stderr)
+    except (cfg.ConfigError, CheckpointError, TrainingError, OSError, ValueError) as err:
+        # OSError: a full disk, a read-only or missing folder, named by the error itself
+        print(f"rnncap {args.command}: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except MemoryError:  # what rnncap.memory's estimates did not foresee
+        sizes = _SIZE_FLAGS.get(args.command, "")
+        print(f"rnncap {args.command}: error: out of memory" + (f"; smaller {sizes} need less" if sizes else ""),
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"rnncap {args.command}: interrupted", file=sys.stderr)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ class DataConfig:
     shapes_train_images: int | None = field(default=None, metadata={"help": "with --format shapes: training pictures the generator makes (default: its 10,000; the cache folder is keyed by it)"})
 
     def __post_init__(self):
+        if self.path is not None and not self.path.strip():
+            raise ConfigError("data.path must name a folder, got an empty string")
         _choice("data.format", self.format, FORMATS, allow_none=True)
         _choice("data.level", self.level, LEVELS)
         _positive("data.max_length", self.max_length, allow_none=True)
@@ -132,6 +135,8 @@ class TrainConfig:
         _positive("train.row_groups", self.row_groups, allow_none=True)
         if self.val_images < 0:
             raise ConfigError(f"train.val_images must be >= 0, got {self.val_images}")
+        if self.seed < 0:  # NumPy's generators take non-negative seeds only
+            raise ConfigError(f"train.seed must be >= 0, got {self.seed}")
 
 
 @dataclass(frozen=True)
@@ -165,8 +170,8 @@ def _choice(name, value, choices, allow_none=False):
 def _positive(name, value, allow_none=False):
     if value is None and allow_none:
         return
-    if not value > 0:
-        raise ConfigError(f"{name} must be > 0, got {value!r}")
+    if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
+        raise ConfigError(f"{name} must be > 0 and finite, got {value!r}")
 
 
 def _check_type(name: str, value: Any, annotation: Any) -> Any:
@@ -203,7 +208,8 @@ def from_dict(cls, data: dict, where: str = "config", base=None):
     hints = typing.get_type_hints(cls)
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
+        shown = [k if k.isprintable() and k.strip() == k and k else repr(k) for k in unknown]
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(shown)}; "
                           f"known keys are {', '.join(fields)}")
     values = {}
     for name, f in fields.items():
@@ -243,6 +249,8 @@ def load_config(path: str | Path, base: RunConfig | None = None) -> RunConfig:
         data = json.loads(text)
     except json.JSONDecodeError as err:
         raise ConfigError(f"config file {path} is not valid JSON: {err}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} is JSON nested too deeply to read") from None
     return from_dict(RunConfig, data, f"config file {path}", base=base)
 
 

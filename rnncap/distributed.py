@@ -261,7 +261,7 @@ def caption_file(checkpoint, features, out, address, *, method="greedy", beam_si
         a summary: out, images, partitions, computed (partitions computed now).
     """
     from rnncap import ood
-    from rnncap.checkpoint import write_text_atomic
+    from rnncap.atomic import write_text as write_text_atomic
     from rnncap.run import restore
 
     say = say or (lambda msg: print(msg, file=sys.stderr))

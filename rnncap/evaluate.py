@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rnncap import decode
-from rnncap.checkpoint import write_text_atomic
+from rnncap.atomic import write_text
 
 METHODS = ("greedy", "beam")
 
@@ -196,16 +196,21 @@ def evaluate_and_save(restored, data: dict, split: str, options: DecodeOptions, 
 
     The file goes to `out`, or else to the run folder under :func:`results_name`; it holds the
     checkpoint path, the scores (with the evaluation's wall time and `split_images`, the size of
-    the whole split, so a limited run can be told from a full one) and the per-image records.
+    the whole split, so a limited run can be told from a full one) and the per-image records. A
+    checkpoint outside a run folder (not in a `checkpoints/` folder) needs `out`.
     """
+    folder = restored.checkpoint.folder
+    if out is None and folder.parent.name != "checkpoints":
+        raise ValueError(f"checkpoint {folder} is not inside a run folder's checkpoints/; "
+                         f"say where to write the results (--out FILE)")
     t0 = time.perf_counter()
     scores, records = evaluate_split(restored.model, data, restored.vocab, split, options,
                                      limit=limit, meteor=meteor, progress=progress)
     split_size = len(split_images(data, split))
     scores = dict(scores, split_images=split_size, eval_s=round(time.perf_counter() - t0, 3))
     if out is None:
-        out = (restored.checkpoint.folder.parent.parent
+        out = (folder.parent.parent
                / results_name(split, options, scores["num_images"], split_size))
-    write_text_atomic(out, json.dumps({"checkpoint": str(restored.checkpoint.folder),
+    write_text(out, json.dumps({"checkpoint": str(restored.checkpoint.folder),
                                        "scores": scores, "images": records}, indent=1))
     return scores, Path(out)

@@ -267,7 +267,10 @@ def evaluate_captions(candidates, references, *, split: str, method: str, truths
         omitted["METEOR"] = (METEOR_OFF if java else
                              METEOR_NO_JAVA if use_java is None else METEOR_JAVA_OFF)
     result["ROUGE_L"] = float(Rouge().compute_score(gts, res)[0])
-    result["CIDEr"] = float(Cider().compute_score(gts, res)[0])
+    if any(ref.split() for v in gts.values() for ref in v):
+        result["CIDEr"] = float(Cider().compute_score(gts, res)[0])
+    else:  # CIDEr weighs n-grams by their document frequency: with no words it is undefined
+        omitted["CIDEr"] = "every reference caption is empty"
     if truths is not None:
         if isinstance(truths, dict):
             if not isinstance(candidates, dict) or set(truths) != set(keys):

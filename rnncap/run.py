@@ -27,10 +27,12 @@ from pathlib import Path
 import numpy as np
 
 from rnncap import __version__
-from rnncap.checkpoint import (CheckpointError, pack, read_checkpoint, save_to_run, unpack,
-                               write_text_atomic)
-from rnncap.config import RunConfig, from_dict, to_dict
+from rnncap.atomic import write_text
+from rnncap.checkpoint import (CheckpointError, find_latest, pack, read_checkpoint, save_to_run,
+                               unpack)
+from rnncap.config import RunConfig, from_dict, load_config, to_dict
 from rnncap.evaluate import DecodeOptions, evaluate_split
+from rnncap.schema import check_training_checkpoint
 from rnncap.parallel import get_threads
 
 __all__ = ["TrainingError", "Restored", "train", "restore", "load_run_data", "say"]
@@ -59,16 +61,22 @@ class Restored:
     feature_stats: object = None  # rnncap.ood.FeatureStats, or None (a checkpoint without them)
 
 
-def load_run_data(config: RunConfig, progress: bool = True) -> dict:
-    """Load the data a config names (generating the built-in dataset if needed)."""
+def load_run_data(config: RunConfig, progress: bool = True, generate: bool = True) -> dict:
+    """Load the data a config names.
+
+    The built-in shapes dataset is generated where it is missing only with `generate` (a new
+    training run asks for it; evaluating or resuming does not, so a mistyped or moved path
+    is an error instead of 12,000 new images there).
+    """
     from rnncap.data import detect_format, load_data
 
     d = config.data
     opts = {"level": d.level, "min_count": d.min_count, "max_train": d.max_train,
             "progress": progress}
+    if d.format == "shapes":
+        opts["generate"] = generate
     if d.features is not None:
         from rnncap.config import ConfigError
-        from rnncap.data import detect_format
 
         fmt = d.format or detect_format(d.path)
         if fmt not in ("karpathy", "coco"):
@@ -98,6 +106,26 @@ def check_feature_rank(features, attention: bool, source) -> None:
     if not attention and len(shape) != 2:
         raise ValueError(f"{source}: --model rnn needs one feature vector per image, shape (I, D); "
                          f"got {got} (grid features are for --model attention)")
+
+
+def check_training_memory(config: RunConfig, V: int, D: int, T: int) -> None:
+    """Refuse (MemoryEstimateError) sizes whose training could not fit in this machine's memory.
+
+    Counted: the parameters four times (values, gradients, two Adam moments) and one training
+    step's largest activations (rnncap.memory).
+    """
+    from rnncap import memory
+
+    m, t = config.model, config.train
+    itemsize = 4 if m.dtype == "float32" else 8
+    params = memory.model_bytes(V, D, m.wordvec_dim, m.hidden_dim, m.cell_type, itemsize,
+                                m.image_every_step)
+    step = memory.training_step_bytes(t.batch_size, T, V, m.wordvec_dim, m.hidden_dim,
+                                      m.cell_type, itemsize)
+    memory.require(4 * params + step,
+                   f"training with model.hidden_dim {m.hidden_dim}, model.wordvec_dim "
+                   f"{m.wordvec_dim}, train.batch_size {t.batch_size} ({V} words, {D}-d features, "
+                   f"{T} tokens per caption)")
 
 
 def _build_model(word_to_idx, input_dim: int, config: RunConfig):
@@ -132,19 +160,16 @@ def model_from_document(word_to_idx, document: dict):
 
 def restore(path: str | Path) -> Restored:
     """Rebuild the model of a checkpoint (a checkpoint folder, or a run folder's latest)."""
-    from rnncap.data.vocab import Vocabulary
 
     ckpt = read_checkpoint(path)
+    checked = check_training_checkpoint(ckpt)  # every document's types and ranges, first
+    config, vocab = checked["config"], checked["vocab"]
     try:
-        config = from_dict(RunConfig, ckpt.documents["config"], f"{ckpt.folder}/config.json")
-        vocab = Vocabulary.from_json(ckpt.documents["vocab"], source=f"{ckpt.folder}/vocab.json")
         model = model_from_document(vocab.word_to_idx, ckpt.documents["model"])
-        weights = ckpt.arrays["weights"]
-        max_length = int(ckpt.documents["info"]["max_length"])
-    except KeyError as err:
-        raise CheckpointError(f"checkpoint {ckpt.folder} lacks {err}; it was not written by this rnncap") from None
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"checkpoint {ckpt.folder} is incompatible: {err}") from None
+    weights = ckpt.arrays["weights"]
+    max_length = ckpt.documents["info"]["max_length"]
     if set(weights) != set(model.params):
         raise CheckpointError(f"{ckpt.folder}/weights.npz holds {sorted(weights)}, the model needs "
                               f"{sorted(model.params)}")
@@ -256,30 +281,65 @@ def _learning_rate(solver) -> float:
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    try:
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        kept, _ = find_latest(path.parent / "checkpoints")
+        raise TrainingError(f"cannot append to {path}: {err.strerror or err}; " + (
+            f"the last checkpoint, {kept}, is kept: resume with --resume once the folder can be "
+            f"written" if kept is not None else "no checkpoint was saved before it")) from None
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write `text` atomically unless `path` already holds exactly that (a resume of a finished
+    run writes nothing)."""
+    try:
+        if path.read_text(encoding="utf-8") == text:
+            return
+    except (OSError, UnicodeDecodeError):
+        pass
+    write_text(path, text)
 
 
 def _prepare(config: RunConfig | None, run_dir: Path, resume: bool,
              num_epochs: int | None, ranks: int = 1) -> tuple[RunConfig, Restored | None]:
-    """The run's config (the checkpoint's own on resume) and what a resume restores."""
+    """The run's config (the checkpoint's own on resume) and what a resume restores.
+
+    A resume continues from the newest complete checkpoint when the `latest` pointer is missing
+    or broken, and starts afresh from the run's config.json when no checkpoint was completed
+    (a kill or a full disk during the first save); a new run is refused only where a complete
+    checkpoint exists.
+    """
     restored = None
-    if resume:
-        restored = restore(run_dir)
+    latest, note = find_latest(run_dir / "checkpoints")
+    if resume and latest is not None:
+        if note:
+            say(note)
+        restored = restore(latest)
         config = restored.config
+    elif resume:
+        if not (run_dir / "config.json").is_file():
+            raise CheckpointError(f"{run_dir} holds no checkpoint and no config.json: nothing to resume")
+        say(f"{run_dir} holds no complete checkpoint; starting afresh from its config.json")
+        config = load_config(run_dir / "config.json")
     elif config is None:
         raise ValueError("a new run needs a config")
-    elif (run_dir / "checkpoints").exists():
+    elif latest is not None:
         raise FileExistsError(f"{run_dir} already holds a run; pass --resume to continue it, "
                               f"or choose a new --out folder")
-    elif config.data.path is not None:  # evaluate/report/resume may run from another folder
+    if not resume and config.data.path is not None:  # evaluate/report/resume may run from another folder
         paths = {"path": str(Path(config.data.path).resolve())}
         if config.data.features is not None:
             paths["features"] = str(Path(config.data.features).resolve())
         config = from_dict(RunConfig, {"data": paths}, "config", base=config)
     if num_epochs is not None:
+        done = restored.checkpoint.documents["info"]["epoch"] if restored is not None else 0
+        if num_epochs < done:
+            raise ValueError(f"--epochs {num_epochs} is fewer than the {done} epochs the checkpoint "
+                             f"{restored.checkpoint.folder} has trained; a run cannot be shortened")
         config = from_dict(RunConfig, {"train": {"num_epochs": num_epochs}}, "num_epochs", base=config)
     if config.train.row_groups is None:  # fixed for the whole run, resumes included
         # MPI ranks share the cores already: one row group each unless --threads says otherwise
@@ -344,6 +404,11 @@ class _Trainer:
             row_groups=tc.row_groups, reducer=self.reducer, **hooks)
         if state is not None:
             solver.load_state_dict(state)
+            if solver.epoch != solver.t // solver.iterations_per_epoch:
+                raise CheckpointError(
+                    f"the checkpoint's solver state is inconsistent: iteration {solver.t} is in "
+                    f"epoch {solver.t // solver.iterations_per_epoch} at "
+                    f"{solver.iterations_per_epoch} iterations per epoch, not {solver.epoch}")
             # this epoch's mean loss covers its iterations from before the interruption too
             self.epoch_first_t = solver.epoch * solver.iterations_per_epoch
             self.epoch_lr = _learning_rate(solver)
@@ -428,8 +493,10 @@ class _Trainer:
         try:
             solver.train()
         except FloatingPointError as err:
-            raise TrainingError(f"training stopped: {err}. The last good checkpoint is kept in "
-                                f"{self.run_dir / 'checkpoints'}") from None
+            kept, _ = find_latest(self.run_dir / "checkpoints")
+            raise TrainingError(f"training stopped: {err}. " + (
+                f"The last good checkpoint, {kept}, is kept" if kept is not None else
+                "No checkpoint was saved before it")) from None
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
@@ -472,16 +539,18 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
 
     t0 = time.perf_counter()
     if data is None:
-        data = load_run_data(config, progress)
+        data = load_run_data(config, progress, generate=restored is None)
     timings = {"data_s": time.perf_counter() - t0}
     check_feature_rank(data["train_features"], config.model.kind == "attention",
                        data.get("features_source", "the data's train_features"))
+    check_training_memory(config, len(data["vocab"].idx_to_word), data["train_features"].shape[-1],
+                          data["train_captions"].shape[1])
     # Only now that the data has loaded: a run that cannot start leaves no run folder behind.
     if comm is not None:
         comm.Barrier()  # every rank has checked the run folder before rank 0 writes in it
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
+        _write_if_changed(run_dir / "config.json", json.dumps(to_dict(config), indent=1))
     model = _build_model(data["word_to_idx"], data["train_features"].shape[-1], config)
     history: list = []
     stats = _feature_stats(config, data)
@@ -503,11 +572,17 @@ def train(config: RunConfig | None, run_dir: str | Path, *, resume: bool = False
         if config.train.batch_size < comm.Get_size():
             raise mpi.MPIError(f"--batch-size {config.train.batch_size} is smaller than the "
                                f"{comm.Get_size()} MPI ranks that share each batch")
+    if rank == 0:
+        # metrics.jsonl holds exactly the records of the checkpoint resumed from: epochs logged
+        # after it by a run that was killed before its next save are dropped, not logged twice
+        _write_if_changed(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
     trainer = _Trainer(run_dir, config, model, data, history, stop_after, stats, comm)
     if comm is not None and rank == 0:
         say(f"MPI: {comm.Get_size()} ranks share each batch of {config.train.batch_size}; "
             f"rank 0 writes {run_dir}")
     solver = trainer.make_solver(progress, state)
+    if restored is not None:  # what the checkpoint holds needs no second save
+        trainer.checkpoint, trainer.saved_at = restored.checkpoint.folder, solver.t
     t0 = time.perf_counter()
     trainer.fit(solver)
     timings["train_s"] = time.perf_counter() - t0

@@ -20,6 +20,25 @@ def tiny_train_flags():
 
 
 
+def _rehash(folder):
+    """Rewrite a checkpoint's manifest for its files as they now are: an edit that re-hashes."""
+    import json
+
+    from rnncap.checkpoint import _digest
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for rel in manifest["files"]:
+        p = folder / rel
+        manifest["files"][rel] = {"sha256": _digest(p), "bytes": p.stat().st_size}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.fixture
+def rehash():
+    """rehash(folder): re-sign a checkpoint after editing it, as a careful attacker would."""
+    return _rehash
+
+
 @pytest.fixture(autouse=True)
 def _thread_count_restored():
     """rnncap's thread count is process-wide (the CLI's main() sets it): every test starts

@@ -30,8 +30,47 @@ def test_caption_image_files(trained, tiny_shapes, capsys):
     assert main(["caption", str(trained), *map(str, images), "--json"]) == 0
     out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert [o["image"] for o in out] == [str(p) for p in images]
-    assert all(isinstance(o["caption"], str) for o in out)
+    assert [o["caption"] for o in out] == _greedy_by_hand(trained, images)
     assert main(["caption", str(trained), str(images[0]), "--method", "beam", "--beam-size", "2"]) == 0
+    name, caption = capsys.readouterr().out.rstrip("\n").split("\t")
+    assert name == str(images[0]) and caption and set(caption.split()) <= set(_vocabulary(trained))
+
+
+def _vocabulary(run):
+    from rnncap.run import restore
+
+    return restore(run).vocab.idx_to_word
+
+
+def _features(run, images):
+    from rnncap.data.features import extract_files, load_extractor
+    from rnncap.run import restore
+
+    r = restore(run)
+    return extract_files(load_extractor(r.checkpoint.dirs["extractor"]), images)
+
+
+def _greedy_by_hand(run, images=None, features=None):
+    """Greedy captions computed apart from the CLI: one image at a time through model.step."""
+    import numpy as np
+
+    from rnncap.run import restore
+
+    r = restore(run)
+    feats = _features(run, images) if features is None else features
+    w2i, words = r.vocab.word_to_idx, r.vocab.idx_to_word
+    captions = []
+    for f in feats:
+        state = r.model.init_state(np.asarray(f, r.model.dtype)[None])
+        token, out = w2i["<START>"], []
+        for _ in range(r.max_length):
+            logprobs, state = r.model.step(np.array([token]), state)
+            token = int(np.argmax(logprobs[0]))
+            if token == w2i["<END>"]:
+                break
+            out.append(words[token])
+        captions.append(" ".join(out))
+    return captions
 
 
 def test_caption_precomputed_features(trained, tmp_path, capsys):
@@ -42,7 +81,20 @@ def test_caption_precomputed_features(trained, tmp_path, capsys):
     feats = np.random.default_rng(0).standard_normal((2, restore(trained).model.params["W_proj"].shape[0]))
     np.save(tmp_path / "f.npy", feats.astype(np.float32))
     assert main(["caption", str(trained), "--features", str(tmp_path / "f.npy")]) == 0
-    assert len(capsys.readouterr().out.splitlines()) == 2
+    lines = [x.split("\t") for x in capsys.readouterr().out.splitlines()]
+    assert [n for n, _ in lines] == ["f.npy[0]", "f.npy[1]"]
+    assert [c for _, c in lines] == _greedy_by_hand(trained, features=feats.astype(np.float32))
+
+
+def test_caption_of_an_image_equals_caption_of_its_features(trained, tiny_shapes, tmp_path, capsys):
+    import numpy as np
+
+    images = sorted((tiny_shapes / "images" / "val").glob("*.png"))[:4]
+    np.save(tmp_path / "f.npy", _features(trained, images))
+    assert main(["caption", str(trained), *map(str, images)]) == 0
+    from_images = capsys.readouterr().out
+    assert main(["caption", str(trained), *map(str, images), "--features", str(tmp_path / "f.npy")]) == 0
+    assert capsys.readouterr().out == from_images
 
 
 def test_evaluate_then_report(trained, tmp_path, capsys):

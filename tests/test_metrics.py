@@ -234,3 +234,13 @@ def test_importing_metrics_and_decode_loads_no_optional_dependency():
             "('pycocoevalcap', 'h5py', 'PIL', 'matplotlib', 'tqdm')]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_references_without_words_leave_cider_out_instead_of_failing():
+    """pycocoevalcap's CIDEr fails with 'max() arg is an empty sequence' when no reference has a word."""
+    from rnncap.metrics import evaluate_captions
+
+    scores = evaluate_captions(["a red circle", ""], [[""], ["", " "]], split="val", method="greedy",
+                               use_java=False, meteor=False)
+    assert "CIDEr" not in scores and scores["omitted"]["CIDEr"] == "every reference caption is empty"
+    assert scores["Bleu_1"] < 1e-9  # pycocoevalcap smooths with a tiny epsilon

@@ -167,6 +167,159 @@ def test_data_path_is_stored_absolute(tiny_shapes, tiny_data, tmp_path, monkeypa
     assert restore(tmp_path).config.data.path == str(tiny_shapes.resolve())
 
 
+def _same_params(run_a, run_b):
+    a, b = restore(run_a), restore(run_b)
+    return all(np.array_equal(a.model.params[k], b.model.params[k]) for k in a.model.params)
+
+
+def test_resume_without_latest_pointer_continues_from_the_newest_complete(tiny_shapes, tiny_data,
+                                                                         uninterrupted, tmp_path):
+    train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data, stop_after=10)
+    (tmp_path / "checkpoints" / "latest").unlink()
+    done = train(None, tmp_path, resume=True, progress=False, data=tiny_data)
+    assert done["status"] == "finished" and _same_params(uninterrupted[0], tmp_path)
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_resume_or_start_again(
+        tiny_shapes, tiny_data, uninterrupted, tmp_path):
+    """A kill during the first save leaves config.json, a metrics line and a temporary folder."""
+    train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data, stop_after=3)
+    import shutil
+
+    shutil.rmtree(tmp_path / "checkpoints")
+    (tmp_path / "checkpoints" / ".ckpt-00000007.tmp-99999999-abcdef").mkdir(parents=True)
+    done = train(None, tmp_path, resume=True, progress=False, data=tiny_data)
+    assert done["status"] == "finished" and _same_params(uninterrupted[0], tmp_path)
+    import json
+
+    def losses(run):
+        return [(r["kind"], r["epoch"], r["train_loss"])
+                for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())]
+
+    assert losses(tmp_path) == losses(uninterrupted[0])  # the killed attempt's line is gone
+    # and a new run in a folder with no complete checkpoint is no "already holds a run"
+    other = tmp_path / "again"
+    (other / "checkpoints").mkdir(parents=True)
+    train(_config(tiny_shapes), other, progress=False, data=tiny_data, stop_after=1)
+
+
+def test_epochs_logged_after_the_last_checkpoint_are_not_logged_twice(tiny_shapes, tiny_data,
+                                                                     uninterrupted, tmp_path):
+    """A kill between the metrics.jsonl append and the checkpoint, simulated by its result."""
+    train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data, stop_after=7)  # epoch 1 saved
+    metrics = tmp_path / "metrics.jsonl"
+    lines = metrics.read_text().splitlines()
+    ghost = dict(__import__("json").loads(lines[0]), epoch=2, iteration=14)
+    metrics.write_text("\n".join(lines + [__import__("json").dumps(ghost)]) + "\n")
+    train(None, tmp_path, resume=True, progress=False, data=tiny_data)
+    import json
+
+    recs = [json.loads(x) for x in metrics.read_text().splitlines()]
+    epochs = [r["epoch"] for r in recs if r["kind"] == "epoch"]
+    assert epochs == [1, 2, 3]
+    assert [r["train_loss"] for r in recs if r["kind"] == "epoch"] == \
+        [json.loads(x)["train_loss"] for x in (uninterrupted[0] / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_resuming_a_finished_run_writes_nothing(uninterrupted, tiny_data, tmp_path):
+    import shutil
+
+    run = shutil.copytree(uninterrupted[0], tmp_path / "run")
+
+    def snapshot():
+        return {str(p.relative_to(run)): (p.stat().st_mtime_ns, p.read_bytes() if p.is_file() else None)
+                for p in sorted(run.rglob("*"))}
+
+    before = snapshot()
+    done = train(None, run, resume=True, progress=False, data=tiny_data)
+    assert done["status"] == "finished" and done["checkpoint"] == str(restore(run).checkpoint.folder)
+    assert snapshot() == before
+
+
+def test_failure_before_the_first_save_does_not_claim_a_kept_checkpoint(tiny_shapes, tiny_data,
+                                                                        tmp_path, monkeypatch):
+    from rnncap.model import CaptioningRNN
+
+    real_loss = CaptioningRNN.fast_loss  # the loss the trainer runs
+    monkeypatch.setattr(CaptioningRNN, "fast_loss",
+                        lambda self, f, c: (float("nan"), real_loss(self, f, c)[1]))
+    with pytest.raises(TrainingError, match="No checkpoint was saved") as err:
+        train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data)
+    assert "kept" not in str(err.value)
+
+
+def test_full_disk_at_a_checkpoint_keeps_the_previous_and_resumes(tiny_shapes, tiny_data,
+                                                                 uninterrupted, tmp_path, monkeypatch):
+    from rnncap import checkpoint
+    from rnncap.checkpoint import CheckpointError
+
+    real = checkpoint.write_checkpoint
+    calls = {"n": 0}
+
+    def full_on_second(folder, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device", str(folder))
+        return real(folder, **kw)
+
+    monkeypatch.setattr(checkpoint, "write_checkpoint", full_on_second)
+    with pytest.raises(CheckpointError, match="No space left on device.*ckpt-00000007 is kept"):
+        train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data)
+    monkeypatch.undo()
+    assert restore(tmp_path).checkpoint.folder.name == "ckpt-00000007"
+    train(None, tmp_path, resume=True, progress=False, data=tiny_data)
+    assert _same_params(uninterrupted[0], tmp_path)
+
+
+def test_read_only_metrics_file_is_a_training_error(tiny_shapes, tiny_data, tmp_path, monkeypatch):
+    import builtins
+
+    from rnncap import run as run_module
+
+    def read_only(path, mode="r", *a, **kw):
+        if mode == "a":
+            raise OSError(30, "Read-only file system", str(path))
+        return builtins.open(path, mode, *a, **kw)
+
+    monkeypatch.setattr(run_module, "open", read_only, raising=False)
+    with pytest.raises(TrainingError, match=r"metrics\.jsonl: Read-only file system; no checkpoint "
+                                            r"was saved before it"):
+        train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data)
+    monkeypatch.undo()
+    other = tmp_path / "other"
+    train(_config(tiny_shapes), other, progress=False, data=tiny_data, stop_after=7)  # epoch 1 saved
+    monkeypatch.setattr(run_module, "open", read_only, raising=False)
+    with pytest.raises(TrainingError, match=r"Read-only file system; the last checkpoint, .*"
+                                            r"ckpt-00000007, is kept"):
+        train(None, other, resume=True, progress=False, data=tiny_data)
+
+
+def test_inconsistent_epoch_in_a_checkpoint_is_refused(tiny_shapes, tiny_data, tmp_path, rehash):
+    """solver t=-100 once reported '220 iterations' as 120/120; t and epoch must agree."""
+    from rnncap.checkpoint import CheckpointError
+
+    train(_config(tiny_shapes), tmp_path, progress=False, data=tiny_data, stop_after=7)
+    folder = restore(tmp_path).checkpoint.folder
+    import json
+
+    for name, key in (("solver.json", "epoch"), ("info.json", "epoch")):
+        doc = json.loads((folder / name).read_text())
+        doc[key] = 5
+        (folder / name).write_text(json.dumps(doc))
+    rehash(folder)
+    with pytest.raises(CheckpointError, match="iteration 7 is in epoch 1"):
+        train(None, tmp_path, resume=True, progress=False, data=tiny_data)
+
+
+def test_resume_cannot_shorten_a_run(uninterrupted, tiny_data, tmp_path):
+    """--epochs below what is done once reported '21/14 iterations' as finished."""
+    import shutil
+
+    run = shutil.copytree(uninterrupted[0], tmp_path / "run")
+    with pytest.raises(ValueError, match="--epochs 2 is fewer than the 3 epochs"):
+        train(None, run, resume=True, num_epochs=2, progress=False, data=tiny_data)
+
+
 def test_cosine_schedule_and_pytorch_init_resume_bit_for_bit(tiny_shapes, tiny_data, tmp_path):
     config = with_overrides(_config(tiny_shapes, lr_schedule="cosine", lr_decay=1.0),
                             {"model": {"init": "pytorch"}})

@@ -30,7 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from analyze_results import load_truth  # noqa: E402
 from diagnose import caption_kind, diagnose, noun_phrase_errors  # noqa: E402
 
-from rnncap.checkpoint import write_text_atomic  # noqa: E402
+from rnncap.atomic import write_text as write_text_atomic  # noqa: E402
 from rnncap.data.shapes import NUMBERS, OBJECT_WORDS, PICTURE_WORDS, SHAPES  # noqa: E402
 
 SINGULAR = set(SHAPES) | set(OBJECT_WORDS) | set(PICTURE_WORDS)

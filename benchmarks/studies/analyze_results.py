@@ -25,7 +25,7 @@ from collections import Counter
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from diagnose import caption_kind, diagnose  # noqa: E402
 
-from rnncap.checkpoint import write_text_atomic  # noqa: E402
+from rnncap.atomic import write_text as write_text_atomic  # noqa: E402
 
 METHODS = ("greedy", "beam-3", "beam-5")
 SCORES = ("truth_rate", "Bleu_1", "Bleu_4", "METEOR", "ROUGE_L", "CIDEr")

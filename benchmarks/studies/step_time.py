@@ -29,7 +29,7 @@ import time
 
 import numpy as np
 
-from rnncap.checkpoint import write_text_atomic
+from rnncap.atomic import write_text as write_text_atomic
 from rnncap.model import CaptioningRNN
 from rnncap.solver import CaptioningSolver
 

@@ -20,7 +20,9 @@ import re
 import numpy as np
 
 from rnncap.data.karpathy import _read_json
-from rnncap.data.layout import SPLITS, build_data, nonfinite_rows
+from rnncap import memory
+from rnncap.data.layout import SPLITS, build_data, check_feature_array, nonfinite_rows
+from rnncap.memory import MemoryEstimateError
 
 _NAME_RE = re.compile(r"^captions_(train|val|test)(\w*)\.json$")
 FEATURE_NAMES = ("features.npz", "features.h5")
@@ -52,12 +54,20 @@ def parse_caption_file(path):
     for n, im in enumerate(d["images"]):
         if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
             raise ValueError(f"{path}: images[{n}] needs 'id' and 'file_name'")
+        if not isinstance(im["id"], int) or isinstance(im["id"], bool):
+            raise ValueError(f"{path}: images[{n}].id must be an integer, got {im['id']!r:.60}")
+        if not isinstance(im["file_name"], str) or not im["file_name"]:
+            raise ValueError(f"{path}: images[{n}].file_name must be a file name, "
+                             f"got {im['file_name']!r:.60}")
         ids.append(im["id"])
         names[im["id"]] = im["file_name"]
     caps = {}
     for n, a in enumerate(d["annotations"]):
         if not isinstance(a, dict) or "image_id" not in a or not isinstance(a.get("caption"), str):
             raise ValueError(f"{path}: annotations[{n}] needs 'image_id' and a 'caption' string")
+        if not isinstance(a["image_id"], int) or isinstance(a["image_id"], bool):
+            raise ValueError(f"{path}: annotations[{n}].image_id must be an integer, "
+                             f"got {a['image_id']!r:.60}")
         if a["image_id"] not in names:
             raise ValueError(f"{path}: annotations[{n}] refers to image_id {a['image_id']}, "
                              "which is not in 'images'")
@@ -67,30 +77,51 @@ def parse_caption_file(path):
 
 def read_keyed_features(path):
     """(image_ids int64 (I,), features (I, D)) from .npz or .h5."""
+    import zipfile
+
+    from rnncap.data.cs231n import MissingKeyError, _read_h5, open_h5
+
     path = os.fspath(path)
     if path.endswith(".npz"):
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
+        try:
+            z = np.load(path, allow_pickle=False)
+            if not hasattr(z, "files"):
+                raise ValueError("a single array, not an .npz archive of named arrays")
+            with z:
+                for k in ("image_ids", "features"):
+                    if k not in z.files:
+                        raise MissingKeyError(f"{path}: missing key '{k}' (has: {sorted(z.files)})")
+                    _require_unpacked_size(z, k, path)
+                ids, feats = z["image_ids"], z["features"]
+        except (MissingKeyError, MemoryEstimateError):
+            raise
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
     else:
         from rnncap.data import featfile
-        from rnncap.data.cs231n import open_h5
 
         with open_h5(path) as f:  # only what is needed: such a file may also hold a large grid
-            arrays = {k: f[k][()] for k in ("image_ids", "features") if k in f}
-        status = featfile.read_status(path) if "image_ids" in arrays else None
-        if status is not None and status.shape == arrays["image_ids"].shape:
+            ids, feats = _read_h5(f, "image_ids", path), _read_h5(f, "features", path)
+        status = featfile.read_status(path)
+        if status is not None and status.shape == ids.shape and feats.shape[:1] == ids.shape:
             keep = status != featfile.SKIPPED  # images `rnncap features` found unreadable
-            arrays = {k: v[keep] for k, v in arrays.items()}
-    from rnncap.data.cs231n import MissingKeyError
-
-    for k in ("image_ids", "features"):
-        if k not in arrays:
-            raise MissingKeyError(f"{path}: missing key '{k}' (has: {sorted(arrays)})")
-    ids, feats = arrays["image_ids"], arrays["features"]
-    if feats.ndim != 2 or ids.shape != (feats.shape[0],):
-        raise ValueError(f"{path}: 'image_ids' has shape {ids.shape} and 'features' shape "
-                         f"{feats.shape}; expected (I,) and (I, D)")
+            ids, feats = ids[keep], feats[keep]
+    check_feature_array(feats, path, "'features'")
+    if ids.shape != (feats.shape[0],) or ids.dtype.kind not in "iu":
+        raise ValueError(f"{path}: 'image_ids' is {ids.dtype} {ids.shape} and 'features' "
+                         f"{feats.shape}; expected integers (I,) and (I, D)")
     return ids.astype(np.int64), feats
+
+
+def _require_unpacked_size(z, key, path):
+    """Read a member's .npy header (shape, dtype) and refuse it if it would not fit in memory:
+    a compressed archive of a few kilobytes can unpack to gigabytes."""
+    with z.zip.open(f"{key}.npy") as f:
+        version = np.lib.format.read_magic(f)
+        shape, _, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0(f))
+    memory.require(int(np.prod(shape, dtype=np.float64)) * dtype.itemsize,
+                   f"{path}: '{key}' of shape {shape} ({dtype})")
 
 
 def _image_path(folder, caption_file, file_name):

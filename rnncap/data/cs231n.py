@@ -29,7 +29,7 @@ import os
 
 import numpy as np
 
-from rnncap.data.layout import nonfinite_rows, subsample_train
+from rnncap.data.layout import check_feature_array, nonfinite_rows, subsample_train
 from rnncap.data.vocab import Vocabulary, decode_captions  # noqa: F401  (re-exported)
 
 CAPTIONS_FILE = "coco2014_captions.h5"
@@ -70,14 +70,23 @@ class MissingKeyError(KeyError, ValueError):
 
 def _read_h5(f, key, path):
     """One dataset from an open h5py.File, as a NumPy array, with a clear error."""
+    import h5py
+
     if key not in f:
         raise MissingKeyError(f"{path}: missing key '{key}' (has: {sorted(f.keys())})")
-    return f[key][()]
+    if not isinstance(f[key], h5py.Dataset):
+        raise ValueError(f"{path}: '{key}' must be an array (an HDF5 dataset), got a group")
+    try:
+        return f[key][()]
+    except (OSError, TypeError, ValueError) as e:  # damaged data, or a type NumPy cannot hold
+        raise ValueError(f"{path}: '{key}' cannot be read as an array ({e})") from None
 
 
 def _as_dtype(a, dtype, path, key):
     if dtype == np.int32 and not np.issubdtype(a.dtype, np.integer):
         raise ValueError(f"{path}: '{key}' must hold integers, got dtype {a.dtype}")
+    if dtype == np.float32:  # before the cast, which would drop an imaginary part with a warning
+        check_feature_array(a, path, f"'{key}'")
     return a.astype(dtype, copy=False)
 
 
@@ -85,14 +94,14 @@ def _check_split(data, split, vocab_size, files):
     """Shapes and index ranges of one split; errors name file, key and shapes."""
     caps, idxs, feats = (data[f"{split}_{k}"] for k in ("captions", "image_idxs", "features"))
     cap_file, feat_file = files
-    if caps.ndim != 2:
-        raise ValueError(f"{cap_file}: '{split}_captions' must be 2-D (M, T), got shape {caps.shape}")
+    if caps.ndim != 2 or caps.shape[1] < 2:
+        raise ValueError(f"{cap_file}: '{split}_captions' must be 2-D (M, T) with T >= 2 "
+                         f"(<START> ... <END>), got shape {caps.shape}")
     if idxs.shape != (caps.shape[0],):
         raise ValueError(
             f"{cap_file}: '{split}_image_idxs' has shape {idxs.shape} but '{split}_captions' "
             f"has shape {caps.shape}; expected ({caps.shape[0]},)")
-    if feats.ndim != 2:
-        raise ValueError(f"{feat_file}: 'features' must be 2-D (I, D), got shape {feats.shape}")
+    check_feature_array(feats, feat_file, "'features'")
     if idxs.size and (idxs.min() < 0 or idxs.max() >= feats.shape[0]):
         raise ValueError(
             f"{cap_file}: '{split}_image_idxs' values lie in [{idxs.min()}, {idxs.max()}] but "
@@ -214,23 +223,23 @@ def write_coco_folder(base_dir, data, pca_features=True):
     """
     import h5py
 
+    from rnncap.atomic import write_text, write_with
+
     os.makedirs(base_dir, exist_ok=True)
 
-    def atomic_h5(name, arrays):
-        path = os.path.join(base_dir, name)
-        tmp = path + ".tmp"
-        with h5py.File(tmp, "w") as f:
+    def write_h5(fh, arrays):
+        with h5py.File(fh, "w") as f:
             for k, v in arrays.items():
                 f.create_dataset(k, data=v)
-        os.replace(tmp, path)
+
+    def atomic_h5(name, arrays):
+        write_with(os.path.join(base_dir, name), lambda fh: write_h5(fh, arrays))
 
     atomic_h5(CAPTIONS_FILE, {f"{s}_{k}": data[f"{s}_{k}"]
                               for s in SPLITS for k in ("captions", "image_idxs")})
     for s in SPLITS:
         atomic_h5(FEATURE_FILES[bool(pca_features)].format(split=s),
                   {"features": data[f"{s}_features"]})
-        path = os.path.join(base_dir, URL_FILE.format(split=s))
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.writelines(f"{u}\n" for u in data[f"{s}_urls"])
-        os.replace(path + ".tmp", path)
+        write_text(os.path.join(base_dir, URL_FILE.format(split=s)),
+                   "".join(f"{u}\n" for u in data[f"{s}_urls"]))
     Vocabulary(data["idx_to_word"]).save(os.path.join(base_dir, VOCAB_FILE))

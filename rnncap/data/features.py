@@ -40,7 +40,6 @@ ground truth, or any data format; it sees pixels and file paths.
 
 import json
 import os
-import shutil
 
 import numpy as np
 
@@ -89,6 +88,8 @@ def load_extractor(folder):
             spec = json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f"{spec_path}: not valid JSON ({e})") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{spec_path}: expected a JSON object, got {type(spec).__name__}")
     name = spec.get("name")
     if not isinstance(name, str) or not _registered(name):
         raise ValueError(f"{spec_path}: unknown extractor name {name!r}; known: {sorted(set(_REGISTRY) | set(_ELSEWHERE))}")
@@ -114,22 +115,11 @@ def save_spec(folder, spec, arrays):
 
 def _save_folder(folder, spec, arrays):
     """Write spec + arrays into ``folder`` atomically (temp folder, then rename)."""
-    folder = os.fspath(folder).rstrip(os.sep)
-    parent = os.path.dirname(folder) or "."
-    os.makedirs(parent, exist_ok=True)
-    tmp = f"{folder}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    with open(os.path.join(tmp, SPEC_FILE), "w", encoding="utf-8") as f:
-        json.dump(spec, f, sort_keys=True, indent=1)
-    np.savez(os.path.join(tmp, ARRAYS_FILE), **arrays)
-    if os.path.isdir(folder):
-        old = f"{folder}.old-{os.getpid()}"
-        os.rename(folder, old)
-        os.rename(tmp, folder)
-        shutil.rmtree(old)
-    else:
-        os.rename(tmp, folder)
+    from rnncap import atomic
+
+    with atomic.atomic_folder(folder, exists="replace") as tmp:
+        atomic.write_text(tmp / SPEC_FILE, json.dumps(spec, sort_keys=True, indent=1))
+        atomic.write_with(tmp / ARRAYS_FILE, lambda f: np.savez(f, **arrays))
 
 
 # ------------------------------------------------------------------ images
@@ -241,6 +231,11 @@ class RandomConvExtractor:
 
     def __init__(self, *, image_size=64, num_filters=64, filter_size=5, stride=2, grid=3,
                  pca_dim=512, seed=0):
+        sizes = {"image_size": image_size, "num_filters": num_filters, "filter_size": filter_size,
+                 "stride": stride, "grid": grid, "pca_dim": pca_dim}
+        for name, value in sizes.items():  # a stride of 0 would divide by zero below
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"extractor option {name} must be an integer >= 1, got {value!r}")
         if image_size < filter_size + stride:
             raise ValueError(f"image_size {image_size} too small for filter_size {filter_size}")
         self.options = {"image_size": int(image_size), "num_filters": int(num_filters),
@@ -383,11 +378,23 @@ class RandomConvExtractor:
     @classmethod
     def from_saved(cls, spec, arrays, source="extractor"):
         try:
-            ex = cls(**spec["options"])
+            options = spec["options"]
             for key in ("filters", "mean", "components"):
                 if key not in arrays:
                     raise KeyError(key)
-        except (KeyError, TypeError) as e:
+            # integer options, and the saved filters' shape, before the seeded filters are made
+            if not isinstance(options, dict) or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in options.values()):
+                raise TypeError(f"options must be non-negative integers, got {options!r:.80}")
+            k, K = options.get("filter_size", 5), options.get("num_filters", 64)
+            if arrays["filters"].shape != (k * k * 3, K):
+                raise ValueError(f"'filters' has shape {arrays['filters'].shape}, the options say "
+                                 f"{(k * k * 3, K)}")
+            ex = cls(**options)
+            ex.scale = float(spec.get("scale", 1.0))
+            if not np.isfinite(ex.scale):
+                raise ValueError(f"scale must be finite, got {ex.scale}")
+        except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"{source}: saved extractor is incomplete or malformed ({e})") from None
         expect = {"filters": ex.filters.shape, "mean": (ex.raw_dim,),
                   "components": (ex.raw_dim, ex.dim)}
@@ -399,7 +406,6 @@ class RandomConvExtractor:
         ex.filters = arrays["filters"].astype(np.float32)
         ex.mean = arrays["mean"].astype(np.float32)
         ex.components = arrays["components"].astype(np.float32)
-        ex.scale = float(spec.get("scale", 1.0))
         if "grid_mean" in arrays and "grid_scale" in arrays:  # absent: pooled features only
             c = ex.raw_dim // ex.grid_shape[0]
             for key in ("grid_mean", "grid_scale"):
@@ -520,24 +526,20 @@ def cached_split_features(cache_root, split_paths, *, key="", name="randconv", o
     else:
         feats, grids = fit_extract_files(extractor, split_paths, batch_size=batch_size,
                                          progress=progress), {}
-    tmp = f"{folder}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    extractor.save(os.path.join(tmp, "extractor"))
-    for s, f in feats.items():
-        np.save(os.path.join(tmp, f"{s}.npy"), f)
-    for s, f in grids.items():
-        np.save(os.path.join(tmp, f"{s}-grid.npy"), f)
-    try:
-        os.rename(tmp, folder)  # fails if the folder exists and is not empty
-    except OSError:
-        if not all(os.path.isfile(f) for f in [*files.values(), *grid_files.values()]):
-            # Something incomplete is in the way (not written by this function, which
-            # only ever renames complete folders into place): move it aside first.
-            stale = f"{folder}.stale-{os.getpid()}"
-            os.rename(folder, stale)
-            os.rename(tmp, folder)
-            shutil.rmtree(stale, ignore_errors=True)
-        else:  # another process finished first: keep its folder, drop ours
-            shutil.rmtree(tmp, ignore_errors=True)
+    from rnncap import atomic
+
+    atomic.remove_stale(cache_root, os.path.basename(folder))  # left by killed writers
+
+    def in_the_way(existing):
+        # Another process finished first: keep its folder (it holds the same features).
+        # Something incomplete (not written by this function, which only ever renames
+        # complete folders into place): replace it.
+        return "keep" if all(os.path.isfile(f) for f in [*files.values(), *grid_files.values()]) else "replace"
+
+    with atomic.atomic_folder(folder, exists=in_the_way) as tmp:
+        extractor.save(tmp / "extractor")
+        for s, f in feats.items():
+            atomic.write_with(tmp / f"{s}.npy", lambda fh, a=f: np.save(fh, a))
+        for s, f in grids.items():
+            atomic.write_with(tmp / f"{s}-grid.npy", lambda fh, a=f: np.save(fh, a))
     return (grids if grid else feats), os.path.join(folder, "extractor")

@@ -25,35 +25,31 @@ import os
 
 import numpy as np
 
-from rnncap.data.layout import SPLITS, build_data, nonfinite_rows
+from rnncap.data.layout import SPLITS, build_data, check_feature_array, nonfinite_rows
 
 FEATURE_NAMES = ("features.npy", "features.h5", "vgg_feats.mat")
 
 
 def read_feature_file(path, key="features"):
-    """A (I, D) array, or an (I, L, D) grid, from ``.npy`` or ``.h5`` (dataset ``key``)."""
+    """A (I, D) array, or an (I, L, D) grid, of real numbers from ``.npy``, ``.h5`` (dataset ``key``) or ``.mat``."""
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"features file not found: {path}")
     if path.endswith(".npy"):
         try:
             a = np.load(path, allow_pickle=False, mmap_mode="r")
-        except ValueError as e:
-            raise ValueError(f"{path}: not a .npy array file ({e})") from None
+        except (ValueError, EOFError, OSError) as e:
+            raise ValueError(f"{path}: not a .npy array file ({type(e).__name__}: {e})") from None
     elif path.endswith((".h5", ".hdf5")):
-        from rnncap.data.cs231n import MissingKeyError, open_h5
+        from rnncap.data.cs231n import _read_h5, open_h5
 
         with open_h5(path) as f:
-            if key not in f:
-                raise MissingKeyError(f"{path}: missing key '{key}' (has: {sorted(f.keys())})")
-            a = f[key][()]
+            a = _read_h5(f, key, path)
     elif path.endswith(".mat"):
         a = read_mat_features(path)
     else:
         raise ValueError(f"{path}: features must be a .npy, .h5 or .mat file")
-    if a.ndim not in (2, 3):
-        raise ValueError(f"{path}: features must be 2-D (I, D) or a 3-D grid (I, L, D), got shape {a.shape}")
-    return a
+    return check_feature_array(a, path, grid_ok=True)
 
 
 def read_mat_features(path, key="feats"):
@@ -91,11 +87,31 @@ def _read_json(path):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        try:
+    try:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to read") from None
+
+
+_OBJECT_FIELDS = (("shape", str), ("colour", str), ("size", str), ("row", int), ("col", int))
+
+
+def _check_objects(objects, where):
+    """The shapes dataset's ground truth: a list of {shape, colour, size, row, col} objects."""
+    if not isinstance(objects, list):
+        raise ValueError(f"{where} must be a list of objects, got {type(objects).__name__}")
+    for i, ob in enumerate(objects):
+        if not isinstance(ob, dict):
+            raise ValueError(f"{where}[{i}] must be an object, got {type(ob).__name__}")
+        for k, kind in _OBJECT_FIELDS:
+            if not isinstance(ob.get(k), kind) or isinstance(ob.get(k), bool):
+                raise ValueError(f"{where}[{i}].{k} must be a {kind.__name__}, got {ob.get(k)!r:.60}")
+    return objects
 
 
 def parse_dataset_json(path, root=None, restval="train"):
@@ -127,6 +143,13 @@ def parse_dataset_json(path, root=None, restval="train"):
         for k in ("split", "filename", "sentences"):
             if k not in im:
                 raise ValueError(f"{where} lacks '{k}'")
+        for k, kind in (("split", str), ("filename", str), ("sentences", list)):
+            if not isinstance(im[k], kind) or (kind is str and not im[k]):
+                raise ValueError(f"{where}.{k} must be a {'non-empty string' if kind is str else 'list'}, "
+                                 f"got {type(im[k]).__name__} {im[k]!r:.60}")
+        if not isinstance(im.get("filepath", ""), str):
+            raise ValueError(f"{where}.filepath must be a string (a folder), got "
+                             f"{type(im['filepath']).__name__} {im['filepath']!r:.60}")
         split = im["split"]
         if split == "restval":
             if restval == "drop":
@@ -139,16 +162,18 @@ def parse_dataset_json(path, root=None, restval="train"):
         for j, s in enumerate(im["sentences"]):
             if isinstance(s, dict) and isinstance(s.get("raw"), str):
                 caps.append(s["raw"])
-            elif isinstance(s, dict) and isinstance(s.get("tokens"), list):
+            elif (isinstance(s, dict) and isinstance(s.get("tokens"), list)
+                  and all(isinstance(t, str) for t in s["tokens"])):
                 caps.append(" ".join(s["tokens"]))
             else:
-                raise ValueError(f"{where}.sentences[{j}] has neither 'raw' text nor 'tokens'")
+                raise ValueError(f"{where}.sentences[{j}] has neither 'raw' text nor 'tokens' "
+                                 f"(a list of strings)")
         if not caps:
             raise ValueError(f"{where} has no sentences")
         rec = {"file": os.path.join(root, im.get("filepath", ""), im["filename"]),
                "captions": caps}
         if "objects" in im:
-            rec["truth"] = im["objects"]
+            rec["truth"] = _check_objects(im["objects"], f"{where}.objects")
         images[split].append(rec)
         rows[split].append(n)
     images = {s: v for s, v in images.items() if v}

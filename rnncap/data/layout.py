@@ -41,6 +41,21 @@ def nonfinite_rows(features):
     return np.flatnonzero(~np.isfinite(features.reshape(features.shape[0], -1)).all(axis=1))
 
 
+def check_feature_array(a, path, what="features", grid_ok=False):
+    """Refuse a features array that is not 2-D (I, D) of real numbers (ValueError naming `path`).
+
+    With `grid_ok`, 3-D grids (I, L, D) pass too. Complex numbers would lose their imaginary
+    part in the float32 cast (NumPy only warns), booleans, strings, dates and records are no
+    features at all.
+    """
+    if not (a.ndim == 2 or (grid_ok and a.ndim == 3)) or 0 in a.shape[1:]:
+        shapes = "2-D (I, D) or a 3-D grid (I, L, D)" if grid_ok else "2-D (I, D)"
+        raise ValueError(f"{path}: {what} must be {shapes} with D >= 1, got shape {a.shape}")
+    if a.dtype.kind not in "fiu":
+        raise ValueError(f"{path}: {what} must be real numbers (float or int), got dtype {a.dtype}")
+    return a
+
+
 def build_data(images, features, *, level="word", min_count=1, max_size=None, max_length=None,
                max_train=None, seed=0, source="data"):
     """Build the data dictionary.

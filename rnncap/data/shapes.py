@@ -33,12 +33,12 @@ writes are raw text, read back by the Karpathy-format loader like real data.
 
 import hashlib
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
+
+from rnncap import atomic
 
 GENERATOR_VERSION = 2
 SHAPES = ("circle", "square", "triangle")
@@ -294,7 +294,7 @@ def dataset_dirname(params):
 
 def prepare_shapes(cache_dir=DEFAULT_CACHE, *, seed=0, num_train=10000, num_val=1000, num_test=1000,
                    min_objects=1, max_objects=2, image_size=64, captions_per_image=5,
-                   progress=True):
+                   progress=True, generate=True):
     """Generate the shapes dataset under ``cache_dir`` unless it is already there.
 
     Args:
@@ -307,6 +307,8 @@ def prepare_shapes(cache_dir=DEFAULT_CACHE, *, seed=0, num_train=10000, num_val=
         image_size: side of the square RGB images, in pixels.
         captions_per_image: captions per image (>= 5).
         progress: show a tqdm progress bar.
+        generate: False to only find an existing dataset (FileNotFoundError if there is
+            none), for commands that read data but were not asked to make any.
 
     Returns:
         Path of the dataset folder, holding ``dataset.json`` (Karpathy format,
@@ -322,25 +324,19 @@ def prepare_shapes(cache_dir=DEFAULT_CACHE, *, seed=0, num_train=10000, num_val=
     if final.exists():
         raise FileExistsError(f"{final} exists but holds no dataset.json: it is not a complete "
                               "shapes dataset (rnncap never leaves one half-written); remove it")
+    if not generate:
+        raise FileNotFoundError(f"no shapes dataset in {cache_dir} (looked for {final.name}/dataset.json); "
+                                "it is generated only by training (rnncap train --format shapes, "
+                                "rnncap demo)")
     cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{final.name}.tmp-{os.getpid()}"
+    atomic.remove_stale(cache_dir, final.name)  # what a killed generation left behind
     # Generating takes a while and tens of megabytes of disk: never do it unannounced.
     total = params["num_train"] + params["num_val"] + params["num_test"]
     print(f"shapes: generating {total:,} images into {final} (made once, then cached)",
           file=sys.stderr, flush=True)
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    try:
+    # a concurrent writer that finished first made the same files: keep them
+    with atomic.atomic_folder(final, exists="keep") as tmp:
         _write_dataset(tmp, params, progress)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / "dataset.json").is_file():  # not a concurrent writer's result
-                raise
-            shutil.rmtree(tmp)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final
 
 

@@ -185,6 +185,10 @@ class Vocabulary:
         if max_length < 1:
             raise ValueError(f"max_length must be >= 1, got {max_length}")
         captions = list(captions)
+        from rnncap import memory
+
+        memory.require(memory.caption_array_bytes(len(captions), max_length + 2),
+                       f"{len(captions)} captions of max_length {max_length}")
         out = np.zeros((len(captions), max_length + 2), dtype=np.int32)  # (M, T)
         lookup = self.word_to_idx.get
         for i, text in enumerate(captions):
@@ -221,11 +225,9 @@ class Vocabulary:
 
     def save(self, path):
         """Write CS231n's coco2014_vocab.json layout, atomically."""
-        path = os.fspath(path)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_json(), f, ensure_ascii=False)
-        os.replace(tmp, path)
+        from rnncap.atomic import write_text
+
+        write_text(path, json.dumps(self.to_json(), ensure_ascii=False))
 
     @classmethod
     def from_json(cls, d, source="vocabulary"):
@@ -254,4 +256,8 @@ class Vocabulary:
             raise FileNotFoundError(f"vocabulary file not found: {path}") from None
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not valid JSON ({e})") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not UTF-8 text ({e})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: JSON nested too deeply to read") from None
         return cls.from_json(d, source=path)

@@ -55,3 +55,26 @@ def test_coco_errors(tmp_path):
     (tmp_path / "captions_val2017.json").write_text("{}")
     with pytest.raises(ValueError, match="two caption files for split 'val'"):
         load_coco(tmp_path)
+
+
+def test_compressed_features_that_would_not_fit_are_refused_before_unpacking(tmp_path):
+    """A few kilobytes of .npz can claim a (10^6, 10^6) array: its header is read first."""
+    import io
+    import zipfile
+
+    from rnncap.data.coco import read_keyed_features
+    from rnncap.memory import MemoryEstimateError
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (10**6, 10**6)})
+    ids = io.BytesIO()
+    np.save(ids, np.arange(3))
+    path = tmp_path / "features.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("image_ids.npy", ids.getvalue())
+        zf.writestr("features.npy", b"\x93NUMPY\x01\x00" + header.getvalue()[8:] + b"\0" * 1000)
+    with pytest.raises(MemoryEstimateError, match=r"features.npz: 'features' of shape \(1000000, 1000000\)"):
+        read_keyed_features(path)
+    np.savez_compressed(path, image_ids=np.arange(3), features=np.ones((3, 4), np.float32))
+    assert read_keyed_features(path)[1].shape == (3, 4)  # compressed features are fine

@@ -140,3 +140,32 @@ def test_write_coco_folder_round_trip(tmp_path):
     for k in ("train_captions", "val_image_idxs", "train_features", "val_urls"):
         np.testing.assert_array_equal(again[k], data[k])
     assert again["idx_to_word"] == data["idx_to_word"]
+
+
+@pytest.mark.parametrize("key, value, says", [
+    ("train_captions", np.ones((8, 1), np.int32), r"train_captions' must be 2-D \(M, T\) with T >= 2"),
+    ("val_image_idxs", np.zeros(6, np.float32), "val_image_idxs' must hold integers"),
+])
+def test_captions_too_short_or_of_the_wrong_type_are_named(tmp_path, key, value, says):
+    write_folder(tmp_path)
+    with h5py.File(tmp_path / "coco2014_captions.h5", "a") as f:
+        del f[key]
+        f[key] = value
+    with pytest.raises(ValueError, match=says):
+        load_coco_data(tmp_path)
+
+
+def test_complex_or_grouped_features_are_named(tmp_path):
+    write_folder(tmp_path)
+    with h5py.File(tmp_path / "train2014_vgg16_fc7_pca.h5", "a") as f:
+        data = f["features"][()]
+        del f["features"]
+        f["features"] = data.astype(np.complex64)
+    with pytest.raises(ValueError, match="train2014_vgg16_fc7_pca.h5: 'features' must be real numbers"):
+        load_coco_data(tmp_path)
+    write_folder(tmp_path)
+    with h5py.File(tmp_path / "val2014_vgg16_fc7_pca.h5", "a") as f:
+        del f["features"]
+        f.create_group("features")
+    with pytest.raises(ValueError, match="'features' must be an array .an HDF5 dataset., got a group"):
+        load_coco_data(tmp_path)

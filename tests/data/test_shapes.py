@@ -123,3 +123,22 @@ def test_bad_parameters_are_rejected(tmp_path):
         prepare_shapes(tmp_path, min_objects=3, max_objects=2, progress=False)
     with pytest.raises(ValueError, match="num_val"):
         prepare_shapes(tmp_path, num_val=-1, progress=False)
+
+
+def test_a_killed_generation_leaves_nothing_behind_for_long(tmp_path):
+    """A kill during generation leaves a hidden temporary folder; the next run removes it."""
+    from rnncap.data.shapes import _params, dataset_dirname
+
+    name = dataset_dirname(_params(0, 4, 2, 2, 1, 2, 64, 5))
+    dead = tmp_path / f".{name}.tmp-99999999-abcdef"  # a writer that no longer runs
+    (dead / "images" / "train").mkdir(parents=True)
+    (dead / "images" / "train" / "train_000000.png").write_bytes(b"\x89PNG half")
+    folder = prepare_shapes(tmp_path, seed=0, num_train=4, num_val=2, num_test=2, progress=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]
+
+
+def test_evaluation_style_lookup_never_generates(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no shapes dataset"):
+        prepare_shapes(tmp_path, seed=0, num_train=4, num_val=2, num_test=2, progress=False,
+                       generate=False)
+    assert list(tmp_path.iterdir()) == []
