@@ -94,11 +94,11 @@ def test_evaluate_outside_a_run_folder_writes_nowhere_unasked(run, tmp_path, cap
 @pytest.mark.parametrize("content, says", [
     (b"", "not a .npy array file"),
     (lambda p: np.save(p, np.float32(3.0)), "2-D"),
-    (lambda p: np.save(p, np.ones((2, 3, 4), np.float32)), "2-D"),
+    (lambda p: np.save(p, np.ones((2, 3, 4), np.float32)), "one feature vector per image, shape (I, D)"),
     (lambda p: np.save(p, np.ones((2, 0), np.float32)), "D >= 1"),
     (lambda p: np.save(p, np.ones((2, 512), np.complex64)), "real numbers"),
     (lambda p: np.save(p, np.array([["a"] * 512])), "real numbers"),
-    (lambda p: np.save(p, np.ones((2, 7), np.float32)), "takes (2, 512)"),
+    (lambda p: np.save(p, np.ones((2, 7), np.float32)), "needs features of shape (I, 512); got (2, 7)"),
     (lambda p: np.save(p, np.full((2, 512), np.nan, np.float32)), "row 0 holds NaN"),
     (lambda p: np.save(p, np.array([{"a": 1}], dtype=object)), "not a .npy array file"),
 ])

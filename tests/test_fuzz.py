@@ -221,7 +221,7 @@ def check_h5_features(layout):
                     f.create_dataset(name, data=value)
         a = _loads_or_own_error(read_feature_file, path, path=path)
         if a is not None:
-            assert a.ndim == 2 and a.dtype.kind in "fiu"
+            assert a.ndim in (2, 3) and a.dtype.kind in "fiu"  # vectors, or grids (I, L, D)
 
 
 h5_arrays = hnp.arrays(st.one_of(hnp.floating_dtypes(endianness="="), hnp.integer_dtypes(endianness="="),
