@@ -45,7 +45,8 @@ from rnncap.layers import (
     word_embedding_forward,
 )
 from rnncap.layers.attention import gates_inplace
-from rnncap.model import _as_float_dtype, _check_vocabulary, _positive_int
+from rnncap.model import (CaptioningRNN, _as_float_dtype, _check_vocabulary, _positive_int,
+                          finite_float_features)
 
 #: What `model.kind` in a run's config may name: CaptioningRNN ('rnn') or this model.
 MODEL_KINDS = ("rnn", "attention")
@@ -136,28 +137,11 @@ class AttentionCaptioner:
         if features.ndim != 3 or features.shape[2] != self.input_dim or features.shape[1] < 1:
             raise ValueError(f"the attention model needs grid features of shape (N, L, "
                              f"{self.input_dim}); got {features.shape}")
-        if not np.issubdtype(features.dtype, np.floating):
-            raise ValueError(f"features must be floating point; got dtype {features.dtype}")
-        features = features.astype(self.dtype, copy=False)
-        if not np.isfinite(features).all():
-            raise ValueError("features must be finite; got NaN or inf")
-        return features
+        return finite_float_features(features, self.dtype)
 
-    def _check_ids(self, name, ids):
-        if not np.issubdtype(ids.dtype, np.integer):
-            raise ValueError(f"{name} must hold integer token ids; got dtype {ids.dtype}")
-        V = len(self.idx_to_word)
-        if ids.size and (ids.min() < 0 or ids.max() >= V):
-            raise ValueError(f"{name} must hold ids in [0, {V}); got values in [{ids.min()}, {ids.max()}]")
-
-    def _check_captions(self, captions, N):
-        captions = np.asarray(captions)
-        if captions.ndim != 2 or captions.shape[1] < 2:
-            raise ValueError(f"captions must have shape (N, T) with T >= 2; got {captions.shape}")
-        if captions.shape[0] != N:
-            raise ValueError(f"captions and features must have the same N; got {captions.shape[0]} and {N}")
-        self._check_ids("captions", captions)
-        return captions
+    # Token ids and captions are checked as CaptioningRNN checks them (same vocabulary rules).
+    _check_ids = CaptioningRNN._check_ids
+    _check_captions = CaptioningRNN._check_captions
 
     # ------------------------------------------------------------------ training
 

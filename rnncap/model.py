@@ -97,6 +97,16 @@ def _positive_int(name, value):
     return int(value)
 
 
+def finite_float_features(features, dtype):
+    """`features` cast to `dtype`, or ValueError if they are not finite floating-point numbers."""
+    if not np.issubdtype(features.dtype, np.floating):
+        raise ValueError(f"features must be floating point; got dtype {features.dtype}")
+    features = features.astype(dtype, copy=False)
+    if not np.isfinite(features).all():
+        raise ValueError("features must be finite; got NaN or inf")
+    return features
+
+
 def _check_vocabulary(word_to_idx):
     if not isinstance(word_to_idx, Mapping):
         raise ValueError(f"word_to_idx must be a dict word -> id; got {type(word_to_idx).__name__}")
@@ -248,12 +258,7 @@ class CaptioningRNN:
         features = np.asarray(features)
         if features.ndim != 2 or features.shape[1] != self.input_dim:
             raise ValueError(f"features must have shape (N, {self.input_dim}); got {features.shape}")
-        if not np.issubdtype(features.dtype, np.floating):
-            raise ValueError(f"features must be floating point; got dtype {features.dtype}")
-        features = features.astype(self.dtype, copy=False)
-        if not np.isfinite(features).all():
-            raise ValueError("features must be finite; got NaN or inf")
-        return features
+        return finite_float_features(features, self.dtype)
 
     def _check_ids(self, name, ids):
         if not np.issubdtype(ids.dtype, np.integer):
