@@ -112,3 +112,25 @@ def test_train_reads_a_features_file_named_by_flag(tiny_shapes, tiny_train_flags
     assert main(["train", "--format", "shapes", "--features", str(elsewhere), "--out",
                  str(tmp_path / "run2"), *tiny_train_flags]) == 1
     assert "only the karpathy and coco formats read (format here: shapes)" in capsys.readouterr().err
+
+
+def test_attention_model_trains_on_the_backbones_7x7_grid_and_captions_photos(tmp_path, capsys):
+    """`rnncap features --grid` -> `train --model attention` -> `caption` on real photos."""
+    data = photo_dataset(tmp_path / "photos")
+    assert main(["features", str(data), *BACKBONE, "--grid", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--epochs", "60",
+                 "--model", "attention", "--hidden-dim", "32", "--wordvec-dim", "16",
+                 "--attention-dim", "16", "--batch-size", "5", "--lr", "1e-2", "--lr-decay", "1.0",
+                 "--val-images", "0", "--keep-checkpoints", "1", "--no-progress"]) == 0
+    from rnncap.run import restore
+
+    r = restore(tmp_path / "run")
+    assert r.model.input_dim == 1280
+    png = tmp_path / "maps.png"
+    capsys.readouterr()
+    assert main(["caption", str(tmp_path / "run"), str(data / "images" / "chelsea.png"),
+                 "--json", "--attention", str(png)]) == 0
+    out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert out[0]["caption"] == PHOTOS["chelsea.png"]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -49,7 +49,16 @@ def read_feature_file(path, key="features"):
         a = read_mat_features(path)
     else:
         raise ValueError(f"{path}: features must be a .npy, .h5 or .mat file")
+    if key == "grid" and a.ndim == 4:  # rnncap features' (I, G, G, C) -> (I, G*G, C), reading order
+        a = a.reshape(a.shape[0], a.shape[1] * a.shape[2], a.shape[3])
     return check_feature_array(a, path, grid_ok=True)
+
+
+def _has_grid(path):
+    from rnncap.data.cs231n import open_h5
+
+    with open_h5(path) as f:
+        return "grid" in f
 
 
 def read_mat_features(path, key="feats"):
@@ -217,7 +226,10 @@ def load_karpathy(path, features=None, *, image_root=None, restval="train", extr
     saved = None
     if features is not None:
         features = os.fspath(features)
-        all_feats = read_feature_file(features)
+        # An attention model reads the grid that `rnncap features --grid` stored beside the
+        # pooled vectors; other feature files are read as they are.
+        all_feats = read_feature_file(features, key="grid" if grid and features.endswith(
+            (".h5", ".hdf5")) and _has_grid(features) else "features")
         if features.endswith(".mat"):  # neuraltalk indexes its columns by imgid
             all_feats = all_feats[_imgids(json_path, n_listed, all_feats.shape[0], features)]
         elif features.endswith((".h5", ".hdf5")):

@@ -75,6 +75,7 @@ class EfficientNetExtractor:
         self.dim = 1280
         cells = -(-self.image_size // 32)
         self.feature_shape = (1280,) if output == "pooled" else (cells, cells, 1280)
+        self.grid_shape = (cells * cells, 1280)  # what an attention model takes: (L, C)
         self.raw_dim = self.dim
 
     # ------------------------------------------------------------------ pixels
@@ -108,6 +109,12 @@ class EfficientNetExtractor:
     def extract_prepared(self, pixels) -> np.ndarray:
         """:meth:`extract` of crops made by :meth:`read_image` (what ``extract_files`` calls)."""
         return self.features_prepared(pixels, (self.output,))[self.output]
+
+    def grid(self, pixels) -> np.ndarray:
+        """The grid of crops made by :meth:`read_image` as attention models take it:
+        float32 (N, L, 1280), the G x G cells in reading order (``extract_files(grid=True)``)."""
+        g = self.features_prepared(pixels, ("grid",))["grid"]  # (N, G, G, 1280)
+        return g.reshape(len(g), -1, g.shape[-1])
 
     # The built-in extractor's fit/transform protocol, which has nothing to do here, so
     # that code written for fitted extractors (``fit_extract_files``) takes this one too.
