@@ -122,7 +122,9 @@ def run_partitions(client, fn, partitions: list, on_result, *, shared=(), retrie
     say = say or (lambda msg: print(msg, file=sys.stderr))
     import uuid
 
-    scattered = [client.scatter(v, broadcast=True) for v in shared]
+    # hash=False: a key of this job's own. Scattered by content hash, the same data would share
+    # its key with an interrupted earlier job, whose release could drop it under this one.
+    scattered = [client.scatter(v, broadcast=True, hash=False) for v in shared]
     futures = {}
     job = uuid.uuid4().hex  # keys never shared with an earlier job's partitions on the cluster
     for i, part in enumerate(partitions):
