@@ -9,6 +9,9 @@ Temporary names are hidden and carry the writer's process id (``.NAME.tmp-PID-RA
 processes never share one, and :func:`remove_stale` can tell a dead writer's leftovers (removed)
 from a live writer's work in progress (left alone).
 
+It also gives a file's SHA-256 (:func:`sha256_file`), with which checkpoints, weights and
+models are checked against what they should hold.
+
 This module knows files, folders and renames. It does not know what any file holds.
 """
 
@@ -21,10 +24,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
-__all__ = ["write_bytes", "write_text", "write_with", "atomic_folder", "fsync_dir",
+__all__ = ["sha256_file", "write_bytes", "write_text", "write_with", "atomic_folder", "fsync_dir",
            "temp_name", "remove_stale", "remove_tree"]
 
 _TMP = ".tmp-"
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex SHA-256 of a file's bytes, read in 1 MiB pieces."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def temp_name(path: str | Path) -> Path:

@@ -46,7 +46,7 @@ from rnncap.layers import (
 )
 from rnncap.layers.attention import gates_inplace
 from rnncap.model import (CaptioningRNN, _as_float_dtype, _check_vocabulary, _positive_int,
-                          finite_float_features)
+                          _set_vocabulary, finite_float_features)
 
 #: What `model.kind` in a run's config may name: CaptioningRNN ('rnn') or this model.
 MODEL_KINDS = ("rnn", "attention")
@@ -88,13 +88,7 @@ class AttentionCaptioner:
         """
         _check_vocabulary(word_to_idx)
         self.dtype = _as_float_dtype(dtype)
-        self.word_to_idx = dict(word_to_idx)
-        self.idx_to_word = [None] * len(word_to_idx)
-        for word, i in word_to_idx.items():
-            self.idx_to_word[i] = word
-        self._null = int(word_to_idx["<NULL>"])
-        self._start = int(word_to_idx["<START>"])
-        self._end = int(word_to_idx["<END>"])
+        _set_vocabulary(self, word_to_idx)
         D = self.input_dim = _positive_int("input_dim", input_dim)
         W = self.wordvec_dim = _positive_int("wordvec_dim", wordvec_dim)
         H = self.hidden_dim = _positive_int("hidden_dim", hidden_dim)

@@ -28,7 +28,6 @@ documents mean.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from rnncap import atomic
+from rnncap.atomic import sha256_file
 
 __all__ = ["CheckpointError", "Checkpoint", "write_checkpoint", "read_checkpoint",
            "save_to_run", "resolve", "find_latest", "pack", "unpack", "write_text_atomic",
@@ -110,13 +110,6 @@ def unpack(obj: Any, arrays: dict[str, np.ndarray], where: str = "checkpoint") -
     return obj
 
 
-def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def write_checkpoint(folder: str | Path, *, documents: dict[str, Any],
                      arrays: dict[str, dict[str, np.ndarray]],
@@ -151,7 +144,7 @@ def write_checkpoint(folder: str | Path, *, documents: dict[str, Any],
             shutil.copytree(src, tmp / name)
         files = sorted(p for p in tmp.rglob("*") if p.is_file())
         manifest = {"format_version": FORMAT_VERSION,
-                    "files": {p.relative_to(tmp).as_posix(): {"sha256": _digest(p), "bytes": p.stat().st_size}
+                    "files": {p.relative_to(tmp).as_posix(): {"sha256": sha256_file(p), "bytes": p.stat().st_size}
                               for p in files}}
         text = json.dumps(manifest, indent=1).encode()
         atomic.write_bytes(tmp / MANIFEST, text)
@@ -282,7 +275,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         if p.stat().st_size != meta["bytes"]:
             raise CheckpointError(f"checkpoint file {p} is truncated or changed: {p.stat().st_size} bytes, "
                                   f"expected {meta['bytes']}")
-        if _digest(p) != meta["sha256"]:
+        if sha256_file(p) != meta["sha256"]:
             raise CheckpointError(f"checkpoint file {p} is corrupt: its SHA-256 does not match the manifest")
     ckpt = Checkpoint(folder)
     for rel in files:

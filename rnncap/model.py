@@ -107,6 +107,17 @@ def finite_float_features(features, dtype):
     return features
 
 
+def _set_vocabulary(model, word_to_idx):
+    """Give a model word_to_idx, idx_to_word and the ids of <NULL>, <START> and <END>."""
+    model.word_to_idx = dict(word_to_idx)
+    model.idx_to_word = [None] * len(word_to_idx)
+    for word, i in word_to_idx.items():
+        model.idx_to_word[i] = word
+    model._null = int(word_to_idx["<NULL>"])
+    model._start = int(word_to_idx["<START>"])
+    model._end = int(word_to_idx["<END>"])
+
+
 def _check_vocabulary(word_to_idx):
     if not isinstance(word_to_idx, Mapping):
         raise ValueError(f"word_to_idx must be a dict word -> id; got {type(word_to_idx).__name__}")
@@ -219,13 +230,7 @@ class CaptioningRNN:
         self.dtype = _as_float_dtype(dtype)
         self.image_every_step = bool(image_every_step)
         self.init = init
-        self.word_to_idx = dict(word_to_idx)
-        self.idx_to_word = [None] * len(word_to_idx)
-        for word, i in word_to_idx.items():
-            self.idx_to_word[i] = word
-        self._null = int(word_to_idx["<NULL>"])
-        self._start = int(word_to_idx["<START>"])
-        self._end = int(word_to_idx["<END>"])
+        _set_vocabulary(self, word_to_idx)
         D = self.input_dim = _positive_int("input_dim", input_dim)
         W = self.wordvec_dim = _positive_int("wordvec_dim", wordvec_dim)
         H = self.hidden_dim = _positive_int("hidden_dim", hidden_dim)

@@ -24,12 +24,12 @@ def _rehash(folder):
     """Rewrite a checkpoint's manifest for its files as they now are: an edit that re-hashes."""
     import json
 
-    from rnncap.checkpoint import _digest
+    from rnncap.atomic import sha256_file
 
     manifest = json.loads((folder / "manifest.json").read_text())
     for rel in manifest["files"]:
         p = folder / rel
-        manifest["files"][rel] = {"sha256": _digest(p), "bytes": p.stat().st_size}
+        manifest["files"][rel] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     (folder / "manifest.json").write_text(json.dumps(manifest))
 
 

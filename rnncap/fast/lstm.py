@@ -29,7 +29,7 @@ import numpy as np
 from rnncap.fast.packing import previous_states
 
 
-def _activate_gates(a):
+def activate_gates(a):
     """In place: gate pre-activations (n, 4H) -> i, f, o = sigmoid, g = tanh.
 
     sigmoid(x) = 0.5 + 0.5 tanh(x / 2): four in-place passes, no temporaries. (Tiny
@@ -61,7 +61,7 @@ def lstm_cell(a, prev_c, h, c, tanh_c, scratch):
         (h, c).
     """
     H = a.shape[1] // 4
-    _activate_gates(a)
+    activate_gates(a)
     i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
     np.multiply(i, g, out=c)
     if prev_c is not None:

