@@ -27,8 +27,8 @@ from collections import Counter
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from analyze_results import load_truth  # noqa: E402
-from diagnose import caption_kind, diagnose, noun_phrase_errors  # noqa: E402
+from analyze_results import load_truth, noun_phrase_error_rate  # noqa: E402
+from diagnose import caption_kind, diagnose  # noqa: E402
 
 from rnncap.atomic import write_text as write_text_atomic  # noqa: E402
 from rnncap.data.shapes import NUMBERS, OBJECT_WORDS, PICTURE_WORDS, SHAPES  # noqa: E402
@@ -137,14 +137,7 @@ def main():
         res["captions_with_agreement_error"] = sum(bool(e) for e in agree)
         res["agreement_top"] = Counter(e for es in agree for e in es).most_common(8)
         res["agreement_examples"] = [c for c, e in zip(caps, agree) if e][:6]
-        pos = {}
-        for c, o in zip(caps, objs):
-            errs = noun_phrase_errors(c, o)
-            if errs and len(errs) >= 2:
-                for i, e in enumerate(errs[:2]):
-                    pos.setdefault(i, []).append(e)
-        res["np_attribute_error_rate"] = {f"noun phrase {i + 1}": [float(np.mean(v)), len(v)]
-                                          for i, v in sorted(pos.items())}
+        res["np_attribute_error_rate"] = noun_phrase_error_rate(caps, objs)
         res["mean_chars"] = float(np.mean([len(c) for c in caps]))
         res["mean_words"] = float(np.mean([len(c.split()) for c in caps]))
         res["distinct"] = len(set(caps))
