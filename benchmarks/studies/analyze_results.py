@@ -139,6 +139,7 @@ def analyze(evals, is_cut, stored: bool = False) -> dict:
             "mean_words": sum(len(c.split()) for c in caps) / len(caps),
             "distinct": len(set(caps)),
             "cut_at_max_length": [c for c in caps if is_cut(c)],
+            "unparseable": [c for c, k in zip(caps, kinds) if k == "unparseable"],
             "examples": {v: next((c, o) for c, o, x in zip(caps, objs, verdicts) if x == v)
                          for v in set(verdicts) if v != "true"},
         }
