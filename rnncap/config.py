@@ -64,6 +64,8 @@ class DataConfig:
     min_count: int = field(default=1, metadata={"help": 'words seen fewer times in training captions become <UNK>'})
     max_train: int | None = field(default=None, metadata={"help": 'keep only this many training captions; default: all'})
     shapes_train_images: int | None = field(default=None, metadata={"help": "with --format shapes: training pictures the generator makes (default: its 10,000; the cache folder is keyed by it)"})
+    shapes_train_two_objects: float | None = field(default=None, metadata={"help": "with --format shapes: the share of training pictures with two objects (default: the generator's 0.5; validation and test pictures keep 0.5)"})
+    shapes_train_same_colour: float | None = field(default=None, metadata={"help": "with --format shapes: the probability that a training picture's objects all get one colour, on top of the chance draw (default: none; validation and test pictures keep the chance draw)"})
 
     def __post_init__(self):
         if self.path is not None and not self.path.strip():
@@ -74,9 +76,12 @@ class DataConfig:
         _positive("data.min_count", self.min_count)
         _positive("data.max_train", self.max_train, allow_none=True)
         _positive("data.shapes_train_images", self.shapes_train_images, allow_none=True)
-        if self.shapes_train_images is not None and self.format != "shapes":
-            raise ConfigError(f"data.shapes_train_images applies to format 'shapes' only; the format "
-                              f"is {self.format!r}")
+        for name in ("shapes_train_images", "shapes_train_two_objects", "shapes_train_same_colour"):
+            if getattr(self, name) is not None and self.format != "shapes":
+                raise ConfigError(f"data.{name} applies to format 'shapes' only; the format "
+                                  f"is {self.format!r}")
+        _probability("data.shapes_train_two_objects", self.shapes_train_two_objects)
+        _probability("data.shapes_train_same_colour", self.shapes_train_same_colour)
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,11 @@ def _positive(name, value, allow_none=False):
         return
     if not value > 0 or (isinstance(value, float) and not math.isfinite(value)):
         raise ConfigError(f"{name} must be > 0 and finite, got {value!r}")
+
+
+def _probability(name, value):
+    if value is not None and not 0 <= value <= 1:
+        raise ConfigError(f"{name} is a probability, between 0 and 1; got {value!r}")
 
 
 def _check_type(name: str, value: Any, annotation: Any) -> Any:

@@ -87,6 +87,10 @@ def load_run_data(config: RunConfig, progress: bool = True, generate: bool = Tru
         opts["max_length"] = d.max_length
     if d.shapes_train_images is not None:
         opts["num_train"] = d.shapes_train_images
+    if d.shapes_train_two_objects is not None:  # the generator's 1..2 objects, weighted
+        opts["train_object_weights"] = (1 - d.shapes_train_two_objects, d.shapes_train_two_objects)
+    if d.shapes_train_same_colour is not None:
+        opts["train_same_colour"] = d.shapes_train_same_colour
     attention = config.model.kind == "attention"
     fmt = d.format if d.format is not None or d.path is None else detect_format(d.path)
     if attention and fmt in ("shapes", "karpathy"):

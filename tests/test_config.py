@@ -83,3 +83,22 @@ def test_shapes_train_images_reaches_the_generator(monkeypatch):
     seen.clear()
     load_run_data(with_overrides(DEMO, {"data": {"path": "x", "shapes_train_images": None}}), False)
     assert "num_train" not in seen
+
+
+def test_training_scene_shares_reach_the_generator_and_are_checked(monkeypatch):
+    import rnncap.data
+    from rnncap.run import load_run_data
+
+    seen = {}
+    monkeypatch.setattr(rnncap.data, "load_data", lambda path, fmt, **kw: seen.update(kw, fmt=fmt))
+    load_run_data(with_overrides(DEMO, {"data": {"path": "x", "shapes_train_two_objects": 0.8,
+                                                 "shapes_train_same_colour": 0.25}}), False)
+    assert seen["train_object_weights"] == pytest.approx((0.2, 0.8))
+    assert seen["train_same_colour"] == 0.25
+    seen.clear()
+    load_run_data(with_overrides(DEMO, {"data": {"path": "x", "shapes_train_two_objects": None}}), False)
+    assert "train_object_weights" not in seen and "train_same_colour" not in seen
+    with pytest.raises(ConfigError, match=r"data.shapes_train_two_objects is a probability.*1.2"):
+        with_overrides(DEMO, {"data": {"shapes_train_two_objects": 1.2}})
+    with pytest.raises(ConfigError, match="data.shapes_train_same_colour applies to format 'shapes'"):
+        with_overrides(RunConfig(), {"data": {"format": "karpathy", "shapes_train_same_colour": 0.5}})

@@ -34,20 +34,24 @@ FORMATS = ("cs231n", "karpathy", "coco", "shapes")
 
 def prepare_shapes(cache_dir=".cache/rnncap/shapes", *, seed=0, num_train=10000, num_val=1000, num_test=1000,
                    min_objects=1, max_objects=2, image_size=64, captions_per_image=5,
-                   progress=True, generate=True):
+                   train_object_weights=None, train_same_colour=None, progress=True,
+                   generate=True):
     """Generate the shapes dataset (no features); see rnncap.data.shapes.prepare_shapes."""
     from rnncap.data import shapes
 
     return shapes.prepare_shapes(cache_dir, seed=seed, num_train=num_train, num_val=num_val,
                                  num_test=num_test, min_objects=min_objects,
                                  max_objects=max_objects, image_size=image_size,
-                                 captions_per_image=captions_per_image, progress=progress,
+                                 captions_per_image=captions_per_image,
+                                 train_object_weights=train_object_weights,
+                                 train_same_colour=train_same_colour, progress=progress,
                                  generate=generate)
 
 
 def load_shapes(cache_dir=".cache/rnncap/shapes", *, seed=0, num_train=10000, num_val=1000, num_test=1000,
                 min_objects=1, max_objects=2, image_size=64, captions_per_image=5,
-                extractor_options=None, progress=False, grid=False, generate=True, **build_opts):
+                train_object_weights=None, train_same_colour=None, extractor_options=None,
+                progress=False, grid=False, generate=True, **build_opts):
     """The shapes dataset as a data dictionary, generating and featurising it if needed.
 
     ``cache_dir`` is the folder `rnncap demo --cache` and `rnncap train --format shapes
@@ -66,7 +70,9 @@ def load_shapes(cache_dir=".cache/rnncap/shapes", *, seed=0, num_train=10000, nu
     folder = prepare_shapes(cache_dir, seed=seed, num_train=num_train, num_val=num_val,
                             num_test=num_test, min_objects=min_objects, max_objects=max_objects,
                             image_size=image_size, captions_per_image=captions_per_image,
-                            progress=progress, generate=generate)
+                            train_object_weights=train_object_weights,
+                            train_same_colour=train_same_colour, progress=progress,
+                            generate=generate)
     json_path = os.path.join(folder, "dataset.json")
     images, _, _ = parse_dataset_json(json_path)
     options = {"image_size": image_size, **(extractor_options or {})}

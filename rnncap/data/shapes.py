@@ -96,14 +96,29 @@ def relation_holds(rel, a, b):
 
 # ---------------------------------------------------------------- scenes
 
-def sample_scene(rng, image_size=64, min_objects=1, max_objects=2):
+def sample_scene(rng, image_size=64, min_objects=1, max_objects=2, object_weights=None,
+                 same_colour=None):
     """Draw one scene's ground truth.
+
+    Args:
+        rng: the picture's own generator.
+        image_size: side of the picture, in pixels.
+        min_objects, max_objects: how many objects the picture may hold.
+        object_weights: None for a uniform number of objects, or one weight for each number
+            from ``min_objects`` to ``max_objects`` (for training pictures that show more of
+            one kind of scene than the test split does).
+        same_colour: None, or the probability that every object is given the first one's
+            colour (scenes where colour cannot tell the objects apart).
 
     Returns:
         (background grey level int, list of object dicts with keys shape,
         colour, size, row, col, x, y), objects in reading order of their cells.
     """
-    k = int(rng.integers(min_objects, max_objects + 1))
+    if object_weights is None:
+        k = int(rng.integers(min_objects, max_objects + 1))
+    else:
+        w = np.asarray(object_weights, dtype=np.float64)
+        k = min_objects + int(rng.choice(len(w), p=w / w.sum()))
     cells = sorted(rng.choice(9, size=k, replace=False).tolist())
     cell = image_size / 3
     objects = []
@@ -121,6 +136,9 @@ def sample_scene(rng, image_size=64, min_objects=1, max_objects=2):
             "row": row, "col": col,
             "x": round(float(x), 2), "y": round(float(y), 2),
         })
+    if same_colour is not None and len(objects) > 1 and rng.random() < same_colour:
+        for o in objects[1:]:
+            o["colour"] = objects[0]["colour"]
     background = int(rng.integers(185, 241))
     return background, objects
 
@@ -271,7 +289,7 @@ def make_captions(objects, rng, n=5):
 # ------------------------------------------------------------ generation
 
 def _params(seed, num_train, num_val, num_test, min_objects, max_objects, image_size,
-            captions_per_image):
+            captions_per_image, train_object_weights=None, train_same_colour=None):
     if not 1 <= min_objects <= max_objects <= 9:
         raise ValueError(f"need 1 <= min_objects <= max_objects <= 9, got "
                          f"min_objects={min_objects}, max_objects={max_objects}")
@@ -280,10 +298,26 @@ def _params(seed, num_train, num_val, num_test, min_objects, max_objects, image_
     for name, v in (("num_train", num_train), ("num_val", num_val), ("num_test", num_test)):
         if v < 0:
             raise ValueError(f"{name} must be >= 0, got {v}")
-    return {"generator_version": GENERATOR_VERSION, "seed": int(seed),
-            "num_train": int(num_train), "num_val": int(num_val), "num_test": int(num_test),
-            "min_objects": int(min_objects), "max_objects": int(max_objects),
-            "image_size": int(image_size), "captions_per_image": int(captions_per_image)}
+    params = {"generator_version": GENERATOR_VERSION, "seed": int(seed),
+              "num_train": int(num_train), "num_val": int(num_val), "num_test": int(num_test),
+              "min_objects": int(min_objects), "max_objects": int(max_objects),
+              "image_size": int(image_size), "captions_per_image": int(captions_per_image)}
+    # The training-only options enter the parameters (and so the folder name) only when set,
+    # so a dataset made without them keeps its name.
+    if train_object_weights is not None:
+        w = [float(x) for x in train_object_weights]
+        if (len(w) != max_objects - min_objects + 1 or not all(np.isfinite(w))
+                or min(w) < 0 or sum(w) <= 0):
+            raise ValueError(f"train_object_weights needs {max_objects - min_objects + 1} "
+                             f"non-negative weights (one for each number of objects from "
+                             f"{min_objects} to {max_objects}), not all zero; got {w}")
+        params["train_object_weights"] = w
+    if train_same_colour is not None:
+        if not 0 <= train_same_colour <= 1:
+            raise ValueError(f"train_same_colour is a probability in [0, 1], got "
+                             f"{train_same_colour}")
+        params["train_same_colour"] = float(train_same_colour)
+    return params
 
 
 def dataset_dirname(params):
@@ -294,7 +328,8 @@ def dataset_dirname(params):
 
 def prepare_shapes(cache_dir=DEFAULT_CACHE, *, seed=0, num_train=10000, num_val=1000, num_test=1000,
                    min_objects=1, max_objects=2, image_size=64, captions_per_image=5,
-                   progress=True, generate=True):
+                   train_object_weights=None, train_same_colour=None, progress=True,
+                   generate=True):
     """Generate the shapes dataset under ``cache_dir`` unless it is already there.
 
     Args:
@@ -304,6 +339,10 @@ def prepare_shapes(cache_dir=DEFAULT_CACHE, *, seed=0, num_train=10000, num_val=
         seed: int seed; same parameters -> byte-identical files.
         num_train, num_val, num_test: images per split.
         min_objects, max_objects: objects per image, drawn uniformly.
+        train_object_weights, train_same_colour: None, or how the *training* pictures differ
+            from the validation and test ones (``sample_scene``'s ``object_weights`` and
+            ``same_colour``): more of the scenes a model finds hard to describe, while the
+            splits it is measured on keep the uniform draw.
         image_size: side of the square RGB images, in pixels.
         captions_per_image: captions per image (>= 5).
         progress: show a tqdm progress bar.
@@ -316,7 +355,7 @@ def prepare_shapes(cache_dir=DEFAULT_CACHE, *, seed=0, num_train=10000, num_val=
         and ``images/<split>/<imgid>.png``.
     """
     params = _params(seed, num_train, num_val, num_test, min_objects, max_objects,
-                     image_size, captions_per_image)
+                     image_size, captions_per_image, train_object_weights, train_same_colour)
     cache_dir = Path(cache_dir)
     final = cache_dir / dataset_dirname(params)
     if (final / "dataset.json").is_file():
@@ -355,8 +394,12 @@ def _write_dataset(folder, params, progress):
         (folder / "images" / split).mkdir(parents=True, exist_ok=True)
         for i in range(counts[split]):
             rng = np.random.default_rng([params["seed"], code, i])
+            train = {}
+            if split == "train":
+                train = {"object_weights": params.get("train_object_weights"),
+                         "same_colour": params.get("train_same_colour")}
             background, objects = sample_scene(rng, size, params["min_objects"],
-                                               params["max_objects"])
+                                               params["max_objects"], **train)
             pixels = render(objects, background, size)
             filename = f"{split}_{i:06d}.png"
             Image.fromarray(pixels).save(folder / "images" / split / filename, format="PNG",

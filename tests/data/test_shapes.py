@@ -142,3 +142,45 @@ def test_evaluation_style_lookup_never_generates(tmp_path):
         prepare_shapes(tmp_path, seed=0, num_train=4, num_val=2, num_test=2, progress=False,
                        generate=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_training_only_scene_options_change_training_pictures_only(tmp_path):
+    """Two-object and same-colour weights shape the training split; val and test stay the
+    uniform draw, byte for byte, so a model trained either way is measured on one test set."""
+    opts = dict(num_train=300, num_val=40, num_test=40, progress=False)
+    plain = prepare_shapes(tmp_path, **opts)
+    hard = prepare_shapes(tmp_path, train_object_weights=(1, 3), train_same_colour=0.6, **opts)
+    assert hard != plain
+    params = json.loads((hard / "params.json").read_text())
+    assert params["train_object_weights"] == [1.0, 3.0] and params["train_same_colour"] == 0.6
+    # a dataset made without them keeps the parameters it always had
+    assert "train_object_weights" not in json.loads((plain / "params.json").read_text())
+    images = {f: json.loads((f / "dataset.json").read_text())["images"] for f in (plain, hard)}
+    for a, b in zip(images[plain], images[hard]):
+        if a["split"] != "train":
+            assert a["objects"] == b["objects"] and a["sentences"] == b["sentences"]
+            name = f"images/{a['split']}/{a['filename']}"
+            assert (plain / name).read_bytes() == (hard / name).read_bytes()
+    train = [im["objects"] for im in images[hard] if im["split"] == "train"]
+    two = [objs for objs in train if len(objs) == 2]
+    # 300 draws: share of two objects 0.75 (sd 0.025), same colour 0.6 + 0.4/6 = 0.67 (sd 0.03)
+    assert 0.65 < len(two) / len(train) < 0.85
+    assert 0.55 < np.mean([a["colour"] == b["colour"] for a, b in two]) < 0.8
+    plain_train = [im["objects"] for im in images[plain] if im["split"] == "train"]
+    assert 0.38 < np.mean([len(o) == 2 for o in plain_train]) < 0.62
+    # every caption of a same-colour scene is still true of it
+    for im in images[hard]:
+        for s in im["sentences"]:
+            assert check_caption(s["raw"], im["objects"])[0], s["raw"]
+
+
+@pytest.mark.parametrize("opts, match", [
+    ({"train_object_weights": (1, 2, 3)}, "needs 2 non-negative weights"),
+    ({"train_object_weights": (0, 0)}, "not all zero"),
+    ({"train_object_weights": (1, -1)}, "non-negative"),
+    ({"train_same_colour": 1.5}, r"probability in \[0, 1\]"),
+])
+def test_bad_training_scene_options_are_rejected(tmp_path, opts, match):
+    with pytest.raises(ValueError, match=match):
+        prepare_shapes(tmp_path, progress=False, **opts)
+    assert not any(tmp_path.iterdir())
