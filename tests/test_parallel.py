@@ -75,7 +75,10 @@ def test_the_process_wide_count_is_the_default_number_of_workers():
     previous = set_threads(3)
     try:
         assert previous == default_threads() and get_threads() == 3
-        idents = map_threads(lambda _: (time.sleep(0.05), threading.get_ident())[1], range(3))
+        # Each call waits until three calls run at once, so this passes only with three
+        # threads at work, however slowly a loaded machine starts them.
+        barrier = threading.Barrier(3, timeout=30)
+        idents = map_threads(lambda _: (barrier.wait(), threading.get_ident())[1], range(3))
         assert len(set(idents)) == 3
     finally:
         set_threads(previous)
