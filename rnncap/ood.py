@@ -28,6 +28,17 @@ on average over calibration sets, and the rate of one threshold from n = 1,000 i
 around it (it is Beta(n + 1 - k, k)-distributed), so a target well under the 1% that users may
 tolerate keeps that one threshold under 1% too.
 
+An attention model's features are grids (N, L, D), one vector per cell; the check reads the
+mean over the cells, a (D,) vector per image, and everything above applies to it unchanged. Three
+reasons for the mean and not the L*D numbers of the whole grid: (1) for the pretrained backbone
+(and an ONNX model's "pooled" output) the mean over the 7x7 cells *is* the pooled vector a
+CaptioningRNN reads, so the same picture gets the same statistic from either kind of model trained
+on the same features file; (2) it is the attention model's own summary of a picture (its h0 and
+c0 come from the mean annotation); (3) the diagonal statistics of 49 x 1280 = 62,720 numbers per
+image would have to be estimated from the same few thousand images as 1,280, with every cell's
+variance inflated by where things happen to be in each photo. What the mean gives up is layout: a
+picture whose cells each look familiar but sit in an unfamiliar arrangement is not flagged.
+
 The held-out images are the validation split when the data has one: images of the training
 distribution that neither the model nor the feature extractor saw. Training images held out from
 the statistics are not enough when the extractor was fitted on them (the built-in extractor's PCA
@@ -37,7 +48,8 @@ of 500 test images (3.8%), one from the validation split 1 of 500. Without a val
 of the training images (at most 2,000) are held out and the statistics use the rest. What the check cannot promise is the other direction: an unfamiliar image
 whose features happen to fall near the training mean is not flagged.
 
-This module does NOT know images, checkpoints or models; it sees feature matrices.
+This module does NOT know images, checkpoints or models; it sees feature matrices (and grids,
+which it reduces to matrices).
 """
 
 from __future__ import annotations
@@ -66,42 +78,61 @@ class FeatureStats(NamedTuple):
 
 
 CHUNK = 4096  # rows converted to float64 at a time: no float64 copy of a whole split
+GRID_SUMMARY = "mean over grid cells"
+
+
+def _vectors(block) -> np.ndarray:
+    """float64 (n, D) of a block of rows: the rows themselves, or each grid's mean over its cells.
+
+    Args:
+        block: (n, D) feature vectors or (n, L, D) grids (see the module docstring for why the mean).
+    """
+    if block.ndim == 3:
+        return block.mean(axis=1, dtype=np.float64)  # (n, D)
+    return block.astype(np.float64)
+
+
+def _check_shape(x, dim: int) -> None:
+    if x.ndim not in (2, 3) or x.shape[-1] != dim or (x.ndim == 3 and x.shape[1] < 1):
+        raise ValueError(f"features must have shape (N, {dim}) or grids (N, L, {dim}), got {x.shape}")
 
 
 def scores(features, stats: FeatureStats) -> np.ndarray:
-    """Scores (N,) of features (N, D): mean squared standardised distance (see module docstring)."""
+    """Scores (N,) of features (N, D) or grids (N, L, D): mean squared standardised distance
+    (see module docstring)."""
     x = np.asarray(features)
-    if x.ndim != 2 or x.shape[1] != stats.mean.shape[0]:
-        raise ValueError(f"features must have shape (N, {stats.mean.shape[0]}), got {x.shape}")
+    _check_shape(x, stats.mean.shape[0])
     out = np.empty(x.shape[0])
     for s in range(0, x.shape[0], CHUNK):
-        d = x[s:s + CHUNK].astype(np.float64) - stats.mean  # (n, D)
+        d = _vectors(x[s:s + CHUNK]) - stats.mean  # (n, D)
         out[s:s + CHUNK] = np.mean(d * d / stats.var, axis=1)
     return out
 
 
 def _moments(x, rows):
-    """Mean and variance (D,) in float64 of the rows ``rows`` of x (I, D), a chunk at a time."""
-    total = np.zeros(x.shape[1])
+    """Mean and variance (D,) in float64 of the rows ``rows`` of x (I, D) or (I, L, D), a chunk
+    at a time (a grid row counts as its mean over cells)."""
+    total = np.zeros(x.shape[-1])
     for s in range(0, len(rows), CHUNK):
-        total += x[rows[s:s + CHUNK]].sum(axis=0, dtype=np.float64)
+        total += _vectors(x[rows[s:s + CHUNK]]).sum(axis=0)
     mean = total / len(rows)
-    squares = np.zeros(x.shape[1])
+    squares = np.zeros(x.shape[-1])
     for s in range(0, len(rows), CHUNK):
-        d = x[rows[s:s + CHUNK]].astype(np.float64) - mean  # (n, D)
+        d = _vectors(x[rows[s:s + CHUNK]]) - mean  # (n, D)
         squares += (d * d).sum(axis=0)
     return mean, squares / len(rows)
 
 
 def fit_stats(features, rng: np.random.Generator, *, calibration=None, alpha: float = ALPHA,
               holdout_fraction: float = HOLDOUT_FRACTION, max_holdout: int = MAX_HOLDOUT):
-    """Statistics of training features (I, D) and a conformal threshold; None if I < 3.
+    """Statistics of training features (I, D) or grids (I, L, D) and a conformal threshold;
+    None if I < 3.
 
     Args:
-        features: the training features, one row per image.
+        features: the training features, one row (or one grid) per image.
         rng: picks the held-out training images (when there is no calibration set).
-        calibration: features (n, D) of held-out images of the training distribution (the
-            validation split), or None to hold out training images.
+        calibration: features (n, D) or grids (n, L, D) of held-out images of the training
+            distribution (the validation split), or None to hold out training images.
         alpha: the target rate of flagged in-distribution images.
     """
     x = np.asarray(features)
@@ -116,7 +147,9 @@ def fit_stats(features, rng: np.random.Generator, *, calibration=None, alpha: fl
             return None
         n_hold = int(min(max_holdout, max(1, round(holdout_fraction * n_all))))
         order = rng.permutation(n_all)
-        held, fit_rows, source = x[order[:n_hold]], order[n_hold:], "held-out training images"
+        held = np.concatenate([_vectors(x[order[s:min(s + CHUNK, n_hold)]])  # (n_hold, D)
+                               for s in range(0, n_hold, CHUNK)])
+        fit_rows, source = order[n_hold:], "held-out training images"
     mean, var = _moments(x, fit_rows)
     var = var + SHRINK * max(float(var.mean()), 1e-12)
     prelim = FeatureStats(mean, var, math.inf, {})
@@ -128,6 +161,8 @@ def fit_stats(features, rng: np.random.Generator, *, calibration=None, alpha: fl
             "guarantee": float(alpha if rank <= n_hold else 1 / (n_hold + 1)),
             "holdout_median": float(np.median(held_scores)),
             "holdout_max": float(held_scores[-1])}
+    if x.ndim == 3:
+        info["summary"] = GRID_SUMMARY
     return FeatureStats(mean, var, threshold, info)
 
 

@@ -188,9 +188,9 @@ def restore(path: str | Path) -> Restored:
 
         stats = ood.from_checkpoint(ckpt.documents["feature_stats"], ckpt.arrays.get("feature_stats", {}),
                                     source=f"{ckpt.folder}/feature_stats")
-        if stats.mean.shape[0] != model.params["W_proj"].shape[0]:
+        if stats.mean.shape[0] != model.input_dim:
             raise CheckpointError(f"{ckpt.folder}/feature_stats.npz has {stats.mean.shape[0]}-d statistics, "
-                                  f"the model reads {model.params['W_proj'].shape[0]}-d features")
+                                  f"the model reads {model.input_dim}-d features")
     return Restored(model, vocab, config, ckpt, max_length, stats)
 
 
@@ -242,11 +242,13 @@ def _trained_on(config: RunConfig, data: dict) -> str:
 
 
 def _feature_stats(config: RunConfig, data: dict):
-    """(document, arrays) of the training features' statistics (rnncap.ood), or None."""
+    """(document, arrays) of the training features' statistics (rnncap.ood), or None.
+
+    Grids (an attention model's features) are summarised by their mean over cells (rnncap.ood's
+    docstring says why), so their statistics have the size D of one cell's vector.
+    """
     from rnncap import ood
 
-    if np.ndim(data["train_features"]) != 2:  # grids (attention model): not checked
-        return None
     stats = ood.fit_stats(data["train_features"], np.random.default_rng(config.train.seed),
                           calibration=data.get("val_features"))
     return None if stats is None else ood.to_checkpoint(stats, _trained_on(config, data))

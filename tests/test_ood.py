@@ -27,7 +27,8 @@ def test_score_is_the_mean_squared_standardised_distance():
     x = np.array([[3.0, -2.0], [1.0, -1.0], [-1.0, -3.0]])
     # hand: ((2^2/4 + 0) / 2, (0 + 1/0.25) / 2, (4/4 + 1/0.25) / 2)
     np.testing.assert_allclose(ood.scores(x, stats), [0.5, 2.0, 2.5])
-    with pytest.raises(ValueError, match=r"features must have shape \(N, 2\), got \(3, 3\)"):
+    with pytest.raises(ValueError, match=r"features must have shape \(N, 2\) or grids \(N, L, 2\), "
+                                         r"got \(3, 3\)"):
         ood.scores(np.zeros((3, 3)), stats)
 
 
@@ -66,21 +67,95 @@ def test_checkpoint_form_round_trips_and_bad_arrays_are_named():
         ood.from_checkpoint(doc, {"mean": arrays["mean"]})
 
 
+def test_a_grid_is_scored_by_its_mean_over_cells():
+    stats = ood.FeatureStats(np.array([1.0, -2.0]), np.array([4.0, 0.25]), 1.0, {})
+    grids = np.array([[[5.0, -2.0], [1.0, -2.0]],       # cell mean (3, -2): (2^2/4 + 0) / 2
+                      [[1.0, 0.0], [1.0, -2.0]]])       # cell mean (1, -1): (0 + 1/0.25) / 2
+    np.testing.assert_allclose(ood.scores(grids, stats), [0.5, 2.0])
+    with pytest.raises(ValueError, match=r"features must have shape \(N, 2\) or grids \(N, L, 2\), "
+                                         r"got \(2, 2, 3\)"):
+        ood.scores(np.zeros((2, 2, 3)), stats)
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+def test_statistics_of_grids_are_those_of_their_cell_means(calibrated, monkeypatch):
+    monkeypatch.setattr(ood, "CHUNK", 7)  # several chunks, the last one short
+    rng = np.random.default_rng(4)
+    grids = (rng.standard_normal((60, 9, 5)) * [1, 2, 3, 4, 5]).astype(np.float32)  # (I, L, D)
+    calib = rng.standard_normal((30, 9, 5)).astype(np.float32) if calibrated else None
+    means = grids.astype(np.float64).mean(axis=1)  # (I, D)
+    got = ood.fit_stats(grids, np.random.default_rng(0), calibration=calib)
+    want = ood.fit_stats(means, np.random.default_rng(0),
+                         calibration=None if calib is None else calib.astype(np.float64).mean(1))
+    np.testing.assert_allclose(got.mean, want.mean, rtol=1e-12)
+    np.testing.assert_allclose(got.var, want.var, rtol=1e-10)
+    assert got.threshold == pytest.approx(want.threshold, rel=1e-10)
+    assert got.info["summary"] == "mean over grid cells" and "summary" not in want.info
+    assert {k: v for k, v in got.info.items() if k != "summary"} == pytest.approx(want.info)
+
+
 @pytest.fixture(scope="module")
-def shapes_run(tmp_path_factory):
-    """A model trained for one epoch on 800 shapes images (400 validation, 400 test)."""
+def shapes_cache(tmp_path_factory):
+    """A shapes cache of 800 training, 400 validation and 400 test images."""
+    return tmp_path_factory.mktemp("ood") / "cache"
+
+
+def _train_on_shapes(cache, out, model, grid=False):
     from rnncap import config as cfg
     from rnncap.data import load_shapes
     from rnncap.run import train
 
-    root = tmp_path_factory.mktemp("ood")
-    data = load_shapes(root / "cache", seed=3, num_train=800, num_val=400, num_test=400)
+    data = load_shapes(cache, seed=3, num_train=800, num_val=400, num_test=400, grid=grid)
     config = cfg.with_overrides(cfg.RunConfig(), {
-        "data": {"format": "shapes", "path": str(root / "cache")},
-        "model": {"cell_type": "lstm", "hidden_dim": 16, "wordvec_dim": 8},
+        "data": {"format": "shapes", "path": str(cache)}, "model": model,
         "train": {"num_epochs": 1, "batch_size": 100, "val_images": 0}})
-    train(config, root / "run", progress=False, data=data)
-    return root / "run", data
+    train(config, out, progress=False, data=data)
+    return out, data
+
+
+@pytest.fixture(scope="module")
+def shapes_run(shapes_cache):
+    """An LSTM trained for one epoch on the 800 training images."""
+    return _train_on_shapes(shapes_cache, shapes_cache.parent / "run",
+                            {"cell_type": "lstm", "hidden_dim": 16, "wordvec_dim": 8})
+
+
+@pytest.fixture(scope="module")
+def attention_run(shapes_cache):
+    """An attention model trained for one epoch on the same images' 3x3 grids."""
+    return _train_on_shapes(shapes_cache, shapes_cache.parent / "attention-run",
+                            {"kind": "attention", "hidden_dim": 16, "wordvec_dim": 8,
+                             "attention_dim": 8}, grid=True)
+
+
+def test_an_attention_checkpoint_keeps_statistics_of_its_grids_cell_means(attention_run):
+    from rnncap.run import restore
+
+    run, data = attention_run
+    r = restore(run)
+    assert r.model.kind == "attention" and data["train_features"].shape == (800, 9, r.model.input_dim)
+    stats = r.feature_stats
+    assert stats.mean.shape == (r.model.input_dim,) and stats.info["summary"] == "mean over grid cells"
+    np.testing.assert_allclose(stats.mean, data["train_features"].astype(np.float64).mean(axis=(0, 1)),
+                               rtol=1e-6, atol=1e-9)
+    assert stats.info["holdout"] == "validation split" and stats.info["n_holdout"] == 400
+
+
+def test_attention_statistics_of_another_size_are_refused(attention_run, tmp_path, rehash):
+    import shutil
+
+    from rnncap.run import CheckpointError, restore
+
+    src = restore(attention_run[0]).checkpoint.folder
+    folder = tmp_path / "ckpt"
+    shutil.copytree(src, folder)
+    with np.load(folder / "feature_stats.npz") as z:
+        arrays = {k: z[k][:-1] for k in z.files}
+    np.savez(folder / "feature_stats.npz", **arrays)
+    rehash(folder)
+    with pytest.raises(CheckpointError, match=r"feature_stats.npz has 270-d statistics, the model "
+                                              r"reads 271-d features"):
+        restore(folder)
 
 
 def caption_json(args, capsys):
@@ -89,8 +164,10 @@ def caption_json(args, capsys):
     return [json.loads(x) for x in captured.out.splitlines()], captured.err.splitlines()
 
 
-def test_every_real_photo_is_flagged_by_a_shapes_model(shapes_run, capsys):
-    run, _ = shapes_run
+@pytest.mark.parametrize("fixture", ["shapes_run", "attention_run"])
+def test_every_real_photo_is_flagged_by_a_shapes_model(fixture, request, capsys):
+    run, _ = request.getfixturevalue(fixture)
+    capsys.readouterr()  # the training's lines, when the run was trained just now
     photos = photo_paths()
     out, err = caption_json([str(run), *photos], capsys)
     assert [o["out_of_distribution"] for o in out] == [True] * len(photos)
@@ -101,8 +178,10 @@ def test_every_real_photo_is_flagged_by_a_shapes_model(shapes_run, capsys):
         assert "randconv features" in line
 
 
-def test_at_most_one_percent_of_shapes_test_images_are_flagged(shapes_run, capsys):
-    run, data = shapes_run
+@pytest.mark.parametrize("fixture", ["shapes_run", "attention_run"])
+def test_at_most_one_percent_of_shapes_test_images_are_flagged(fixture, request, capsys):
+    run, data = request.getfixturevalue(fixture)
+    capsys.readouterr()
     files = data["test_image_files"]
     out, err = caption_json([str(run), *files], capsys)
     flagged = sum(o["out_of_distribution"] for o in out)

@@ -239,8 +239,7 @@ def test_batcher_passes_a_decoding_error_to_the_request():
         b.close()
 
 
-def test_a_photo_is_flagged_as_unlike_the_training_pictures(client, test_images):
-    """The checkpoint's training-feature statistics (rnncap.ood) reach the API and the page."""
+def _coffee_jpeg() -> bytes:
     import io as _io
 
     skdata = pytest.importorskip("skimage.data")
@@ -249,7 +248,12 @@ def test_a_photo_is_flagged_as_unlike_the_training_pictures(client, test_images)
     photo = Image.open(Path(skdata.__file__).parent / "coffee.png").convert("RGB").resize((300, 200))
     buf = _io.BytesIO()
     photo.save(buf, "JPEG", quality=90)
-    body = _post_image(client, buf.getvalue(), name="coffee.jpg", ctype="image/jpeg").json()
+    return buf.getvalue()
+
+
+def test_a_photo_is_flagged_as_unlike_the_training_pictures(client, test_images):
+    """The checkpoint's training-feature statistics (rnncap.ood) reach the API and the page."""
+    body = _post_image(client, _coffee_jpeg(), name="coffee.jpg", ctype="image/jpeg").json()
     assert body["out_of_distribution"] is True
     assert body["warning"].startswith("this picture looks unlike the images this model was trained on")
     shapes = _post_image(client, test_images[0]).json()
@@ -284,6 +288,18 @@ def test_attention_model_says_where_it_looked_for_each_word(attention_client, te
     assert by_features["greedy"] == body["greedy"] and by_features["attention"] == body["attention"]
     r = client.post("/api/caption", json={"features": grid[0, 0].tolist()})
     assert r.status_code == 400 and "grid" in r.json()["detail"]
+
+
+def test_an_attention_model_flags_a_photo_too(attention_client, test_images):
+    """An attention checkpoint keeps statistics of its grids' cell means: a photo gets the warning."""
+    client, captioner = attention_client
+    assert captioner.restored.feature_stats.info["summary"] == "mean over grid cells"
+    body = _post_image(client, _coffee_jpeg(), name="coffee.jpg", ctype="image/jpeg").json()
+    assert body["out_of_distribution"] is True and body["attention"] is not None
+    assert body["warning"].startswith("this picture looks unlike the images this model was trained on")
+    shapes = _post_image(client, test_images[0]).json()
+    assert isinstance(shapes["out_of_distribution"], bool)
+    assert (shapes["warning"] is None) == (not shapes["out_of_distribution"])
 
 
 def test_pooled_model_has_no_attention(client, test_images):
