@@ -3,10 +3,13 @@
 Loads the shapes dataset of a demo cache (generated and featurised by `rnncap demo`), computes the
 training-feature statistics exactly as `rnncap train` does (rnncap.run._feature_stats: statistics
 of the training split, threshold from the validation split), and reports the share of test images
-flagged and the score of every shipped photo, through the cached extractor.
+flagged and the score of every shipped photo, through the cached extractor. With ``--grid`` it
+does the same for an attention model's features: the extractor's 3x3 grids, summarised by their
+mean over cells (rnncap.ood); the grids are computed, and cached beside the pooled features, on
+first use.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/studies/ood_demo.py \
-        --cache .cache/rnncap/shapes --json /tmp/ood_demo.json
+        --cache .cache/rnncap/shapes --json /tmp/ood_demo.json [--grid]
 
 This script measures; it trains nothing.
 """
@@ -30,8 +33,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--cache", default=".cache/rnncap/shapes")
     p.add_argument("--json", required=True)
+    p.add_argument("--grid", action="store_true", help="grid features, as an attention model reads")
     a = p.parse_args()
-    data = load_data(a.cache, "shapes")
+    data = load_data(a.cache, "shapes", grid=a.grid)
     config = cfg.with_overrides(cfg.DEMO, {"data": {"path": a.cache}})
     doc, arrays = _feature_stats(config, data)
     stats = ood.from_checkpoint(doc, arrays)
@@ -47,7 +51,7 @@ def main():
     photos = [os.path.join(folder, n) for n in ("coffee.png", "chelsea.png", "motorcycle_right.png",
                                                 "astronaut.png", "rocket.jpg", "camera.png")]
     photos.append(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    s, f = ood.flag(extract_files(load_extractor(data["extractor_dir"]), photos), stats)
+    s, f = ood.flag(extract_files(load_extractor(data["extractor_dir"]), photos, grid=a.grid), stats)
     out["photos"] = {os.path.basename(p): {"score": round(float(x), 2), "flagged": bool(y)}
                      for p, x, y in zip(photos, s, f)}
     print(json.dumps(out, indent=1))
