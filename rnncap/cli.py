@@ -156,8 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "extractor (or precomputed --features); one line per image.")
     c.add_argument("checkpoint", help="checkpoint folder or run folder (its latest checkpoint)")
     c.add_argument("images", nargs="*", help="image files")
-    c.add_argument("--features", metavar="FILE.npy", help=".npy file of precomputed features, one row per image "
-                                      "(default: none, extract them from the images)")
+    c.add_argument("--features", metavar="FILE", help="precomputed features: a .npy/.mat file, one row per "
+                                      "image, or the HDF5 file `rnncap features` writes (its pooled "
+                                      "features, or its grid for an attention model; rows named by "
+                                      "their image files) (default: none, extract them from the images)")
     c.add_argument("--json", action="store_true", help="print JSON lines (default: tab-separated)")
     c.add_argument("--attention", metavar="OUT.png",
                    help="attention model: draw each image with every generated word's attention "
@@ -284,10 +286,24 @@ def _cmd_caption(args) -> int:
         from rnncap.data.karpathy import read_feature_file
         from rnncap.data.layout import nonfinite_rows
 
+        from rnncap.data.featfile import read_computed
+
         path = Path(args.features)
         if not path.is_file():
             raise FileNotFoundError(f"features file {path} does not exist")
-        feats = np.asarray(read_feature_file(path))  # real numbers, (I, D) or (I, L, D), or a ValueError
+        # `rnncap features`' HDF5 file: its pooled 'features' or its 'grid', as the model needs,
+        # the computed rows only, named by the file's own image paths
+        hdf5 = path.name.removesuffix(".partial").endswith((".h5", ".hdf5"))  # .partial: unfinished
+        computed = read_computed(path, grid=attention) if hdf5 else None
+        if computed is not None:
+            feats, file_names = computed.features, computed.names
+            if computed.skipped:
+                print(f"rnncap caption: note: {path} records {len(computed.skipped)} unreadable "
+                      f"image(s), left out: " + ", ".join(computed.skipped[:5])
+                      + (" ..." if len(computed.skipped) > 5 else ""), file=sys.stderr)
+        else:
+            feats = np.asarray(read_feature_file(path))  # real numbers, (I, D) or (I, L, D), or a ValueError
+            file_names = [f"{path.name}[{i}]" for i in range(len(feats))]
         check_feature_rank(feats, attention, path)
         bad = nonfinite_rows(feats)
         if bad.size:
@@ -297,7 +313,7 @@ def _cmd_caption(args) -> int:
             shape = f"(I, L, {want})" if attention else f"(I, {want})"
             raise ValueError(f"{path}: the checkpoint's model needs features of shape {shape}; "
                              f"got {feats.shape}")
-        names = args.images or [f"{path.name}[{i}]" for i in range(len(feats))]
+        names = args.images or file_names
     elif args.images:
         from rnncap.data.features import extract_files, load_extractor
 

@@ -134,3 +134,134 @@ def test_attention_model_trains_on_the_backbones_7x7_grid_and_captions_photos(tm
     out = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert out[0]["caption"] == PHOTOS["chelsea.png"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------- caption --features FILE.h5
+
+#: a tiny randconv extractor: pooled 16-d, grid 3x3 cells of 4 x 8 responses
+TINY_RANDCONV = ["--extractor", "randconv", "--extractor-options",
+                 json.dumps({"image_size": 32, "num_filters": 8, "pca_dim": 16, "seed": 0})]
+
+
+@pytest.fixture(scope="module")
+def h5_runs(tiny_shapes, tiny_train_flags, tmp_path_factory):
+    """The tiny shapes data with a features.h5 of pooled features and grids, an LSTM trained on
+    its pooled features and an attention model trained on its grids (one epoch each)."""
+    root = tmp_path_factory.mktemp("h5-runs")
+    data = shutil.copytree(tiny_shapes, root / "data")
+    assert main(["features", str(data), *TINY_RANDCONV, "--grid", "--dtype", "float32",
+                 "--no-progress"]) == 0
+    assert main(["train", "--data", str(data), "--out", str(root / "lstm"), "--epochs", "1",
+                 *tiny_train_flags]) == 0
+    assert main(["train", "--data", str(data), "--out", str(root / "attention"), "--epochs", "1",
+                 "--model", "attention", "--hidden-dim", "16", "--wordvec-dim", "8",
+                 "--attention-dim", "8", "--batch-size", "50", "--val-images", "0",
+                 "--no-progress"]) == 0
+    return data / "features.h5", root / "lstm", root / "attention"
+
+
+def _caption_lines(args, capsys):
+    assert main(["caption", *args]) == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    return [line.split("\t") for line in captured.out.splitlines()], captured.err
+
+
+@pytest.mark.parametrize("kind, key", [("lstm", "features"), ("attention", "grid")])
+def test_caption_reads_the_features_file_that_rnncap_features_writes(h5_runs, kind, key, tmp_path,
+                                                                      capsys):
+    """The pooled dataset for an LSTM, the grid for an attention model: the same captions as the
+    same numbers from a .npy file, each row named by its image file."""
+    import h5py
+    import numpy as np
+
+    h5, runs = h5_runs[0], dict(zip(("lstm", "attention"), h5_runs[1:]))
+    with h5py.File(h5, "r") as f:
+        a, files = f[key][()], list(f["files"].asstr()[()])
+    assert len(files) == 100 and a.shape == ((100, 16) if key == "features" else (100, 3, 3, 32))
+    np.save(tmp_path / "f.npy", a.reshape(100, 9, 32) if key == "grid" else a)
+    from_h5, _ = _caption_lines([str(runs[kind]), "--features", str(h5)], capsys)
+    from_npy, _ = _caption_lines([str(runs[kind]), "--features", str(tmp_path / "f.npy")], capsys)
+    assert [n for n, _ in from_h5] == files and files[0].startswith("images/")
+    assert [c for _, c in from_h5] == [c for _, c in from_npy]
+
+
+def test_caption_names_the_dataset_a_features_file_lacks(h5_runs, tmp_path, capsys):
+    import h5py
+
+    h5, lstm, attention = h5_runs
+    need = {"features": "a CaptioningRNN needs pooled features: make them with `rnncap features` "
+                        "without --no-pooled",
+            "grid": "an attention model needs grids: make them with `rnncap features --grid`"}
+    for run, key, other in ((lstm, "features", "grid"), (attention, "grid", "features")):
+        copy = tmp_path / f"no-{key}.h5"
+        shutil.copy(h5, copy)
+        with h5py.File(copy, "r+") as f:
+            del f[key]
+        assert main(["caption", str(run), "--features", str(copy)]) == 1
+        assert capsys.readouterr().err == (f"rnncap caption: error: {copy} has no '{key}' dataset "
+                                           f"(it has ['{other}']); {need[key]}\n")
+
+
+def test_caption_refuses_a_features_file_of_the_wrong_shape_or_unfinished(h5_runs, tmp_path, capsys):
+    import h5py
+    import numpy as np
+
+    from rnncap.data import featfile
+
+    h5, lstm, attention = h5_runs
+    with h5py.File(h5, "r") as f:
+        grid = f["grid"][()]
+    # features of another size than the checkpoint's model reads
+    wrong = tmp_path / "wrong.h5"
+    featfile.create(wrong, files=["a.png", "b.png"], job={}, spec={"name": "test"}, arrays={},
+                    pooled_dim=7, dtype="float32")
+    w = featfile.Writer(wrong)
+    w.write([0, 1], pooled=np.ones((2, 7), np.float32))
+    w.finish(wrong)
+    assert main(["caption", str(lstm), "--features", str(wrong)]) == 1
+    assert capsys.readouterr().err == (f"rnncap caption: error: {wrong}: the checkpoint's model needs "
+                                       f"features of shape (I, 16); got (2, 7)\n")
+    # a grid stored flat (I, L, C) is not what `rnncap features` writes
+    flat = tmp_path / "flat.h5"
+    shutil.copy(h5, flat)
+    with h5py.File(flat, "r+") as f:
+        del f["grid"]
+        f["grid"] = grid.reshape(100, 9, 32)
+    assert main(["caption", str(attention), "--features", str(flat)]) == 1
+    assert capsys.readouterr().err == (f"rnncap caption: error: {flat}: 'grid' must have shape "
+                                       f"(I, G, G, C) with one row per entry of 'status' (100), "
+                                       f"got (100, 9, 32)\n")
+    # a file still being written (or killed while it was)
+    partial = tmp_path / "features.h5.partial"
+    featfile.create(partial, files=["a.png", "b.png", "c.png"], job={}, spec={"name": "test"},
+                    arrays={}, pooled_dim=16, dtype="float32")
+    w = featfile.Writer(partial)
+    w.write([0], pooled=np.ones((1, 16), np.float32))
+    w.close()
+    assert main(["caption", str(lstm), "--features", str(partial)]) == 1
+    assert capsys.readouterr().err == (f"rnncap caption: error: {partial} is an unfinished features "
+                                       f"file (2 of 3 rows not computed); finish it by running "
+                                       f"`rnncap features` again with the same flags\n")
+
+
+def test_caption_leaves_out_the_rows_a_features_file_records_as_unreadable(h5_runs, tmp_path, capsys):
+    import h5py
+    import numpy as np
+
+    from rnncap.data import featfile
+
+    h5, lstm, _ = h5_runs
+    with h5py.File(h5, "r") as f:
+        pooled = f["features"][:3]
+    out = tmp_path / "skipped.h5"
+    featfile.create(out, files=["a.png", "broken.png", "c.png"], job={}, spec={"name": "test"},
+                    arrays={}, pooled_dim=16, dtype="float32")
+    w = featfile.Writer(out)
+    w.write([0, 2], pooled=pooled[[0, 2]], skipped=[1])
+    w.finish(out)
+    lines, err = _caption_lines([str(lstm), "--features", str(out)], capsys)
+    assert [n for n, _ in lines] == ["a.png", "c.png"]
+    assert f"rnncap caption: note: {out} records 1 unreadable image(s), left out: broken.png" in err
+    np.save(tmp_path / "f.npy", pooled[[0, 2]])
+    by_npy, _ = _caption_lines([str(lstm), "--features", str(tmp_path / "f.npy")], capsys)
+    assert [c for _, c in lines] == [c for _, c in by_npy]

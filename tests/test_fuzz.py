@@ -243,6 +243,56 @@ def test_h5_features_load_or_name_the_error_thoroughly(layout):
     check_h5_features(layout)
 
 
+def check_features_file_for_captioning(layout, complete, grid):
+    """The file `rnncap features` writes, with any datasets in place of its own."""
+    import h5py
+
+    from rnncap.data.featfile import read_computed
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "features.h5"
+        with h5py.File(path, "w") as f:
+            f.attrs["rnncap_features"] = 1
+            if complete is not None:
+                f.attrs["complete"] = complete
+            for name, value in layout.items():
+                if value is None:
+                    f.create_group(name)
+                elif isinstance(value, list):
+                    f.create_dataset(name, data=np.array(value, dtype=object), dtype=h5py.string_dtype())
+                else:
+                    f.create_dataset(name, data=value)
+        out = _loads_or_own_error(read_computed, path, grid=grid, path=path)
+        if out is not None:
+            assert out.features.ndim == (3 if grid else 2) and out.features.dtype.kind in "fiu"
+            assert len(out.names) == len(out.features) and all(isinstance(n, str) for n in out.names)
+
+
+file_arrays = hnp.arrays(st.one_of(hnp.floating_dtypes(endianness="="), hnp.integer_dtypes(endianness="="),
+                                   hnp.boolean_dtypes()),
+                         hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=3))
+status_arrays = hnp.arrays(hnp.integer_dtypes(endianness="="), hnp.array_shapes(min_dims=0, max_dims=2,
+                                                                                max_side=3),
+                           elements=st.integers(0, 3))
+file_layouts = st.fixed_dictionaries(
+    {}, optional={"features": st.none() | file_arrays, "grid": st.none() | file_arrays,
+                  "status": st.none() | status_arrays | file_arrays,
+                  "files": st.none() | st.lists(st.text(max_size=5), max_size=3) | file_arrays})
+
+
+@FAST
+@given(layout=file_layouts, complete=st.none() | st.booleans(), grid=st.booleans())
+def test_features_files_for_captioning_load_or_name_the_error(layout, complete, grid):
+    check_features_file_for_captioning(layout, complete, grid)
+
+
+@pytest.mark.slow
+@THOROUGH
+@given(layout=file_layouts, complete=st.none() | st.booleans(), grid=st.booleans())
+def test_features_files_for_captioning_load_or_name_the_error_thoroughly(layout, complete, grid):
+    check_features_file_for_captioning(layout, complete, grid)
+
+
 def check_cs231n(key, value):
     import h5py
 

@@ -27,6 +27,7 @@ their provenance.
 import hashlib
 import json
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -205,3 +206,95 @@ def read_status(path):
     h5py = _h5py()
     with h5py.File(os.fspath(path), "r") as f:
         return f["status"][()] if "status" in f else None
+
+
+def _true(flag) -> bool:
+    """An HDF5 boolean attribute, whatever NumPy type it comes back as (never an array's truth)."""
+    return isinstance(flag, (bool, np.bool_)) and bool(flag)
+
+
+def _dataset(f, key, path, strings=False):
+    """Dataset ``key`` of an open file as an array (strings decoded), None if absent; a ValueError
+    naming the file if it is a group or cannot be read."""
+    if key not in f:
+        return None
+    h5py = _h5py()
+    if not isinstance(f[key], h5py.Dataset):
+        raise ValueError(f"{path}: '{key}' must be an array (an HDF5 dataset), got a group")
+    try:
+        if strings:
+            if h5py.check_string_dtype(f[key].dtype) is None:
+                raise ValueError(f"{path}: 'files' must hold strings, got {f[key].dtype}")
+            return f[key].asstr()[()]
+        return f[key][()]
+    except (OSError, TypeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: '{key}' cannot be read ({err})") from None
+
+
+class Computed(NamedTuple):
+    """The rows of a features file that were computed, for captioning them."""
+
+    features: np.ndarray   # (n, D) pooled, or (n, G*G, C) grids with cells in reading order
+    names: list            # n image paths, relative to the dataset root (the file's ``files``)
+    skipped: list          # paths of the images the file records as unreadable (left out)
+
+
+def read_computed(path, *, grid: bool):
+    """The computed rows of a file ``rnncap features`` wrote: pooled features, or grids.
+
+    Args:
+        path: the HDF5 file.
+        grid: read the ``grid`` dataset (for an attention model) instead of ``features``.
+
+    Returns:
+        a :class:`Computed`, or None when the file is HDF5 but not an rnncap features file.
+
+    Raises:
+        ValueError naming the file: not HDF5, unfinished, without the dataset asked for (and the
+        flag of ``rnncap features`` that makes it), or a dataset of the wrong shape.
+    """
+    h5py = _h5py()
+    path = os.fspath(path)
+    key, rank = ("grid", 4) if grid else ("features", 2)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path}: not a readable HDF5 file ({err})") from None
+    with f:
+        if "rnncap_features" not in f.attrs:
+            return None
+        status = _dataset(f, "status", path)
+        if status is not None and (status.ndim != 1 or status.dtype.kind not in "iu"):
+            raise ValueError(f"{path}: 'status' must be a vector (I,) of integers, got "
+                             f"{status.dtype} {status.shape}")
+        if not _true(f.attrs.get("complete", False)) or status is None:
+            pending = "" if status is None else f" ({int((status == PENDING).sum())} of {len(status)} rows not computed)"
+            raise ValueError(f"{path} is an unfinished features file{pending}; finish it by running "
+                             f"`rnncap features` again with the same flags")
+        if not isinstance(f.get(key), h5py.Dataset):
+            has = [k for k in ("features", "grid") if isinstance(f.get(k), h5py.Dataset)]
+            need = ("an attention model needs grids: make them with `rnncap features --grid`" if grid
+                    else "a CaptioningRNN needs pooled features: make them with `rnncap features` "
+                         "without --no-pooled")
+            raise ValueError(f"{path} has no '{key}' dataset (it has {has}); {need}")
+        shape = f[key].shape
+        if shape is None or len(shape) != rank or len(status) != shape[0] or 0 in shape[1:]:
+            want = "(I, G, G, C)" if grid else "(I, D)"
+            raise ValueError(f"{path}: '{key}' must have shape {want} with one row per entry of "
+                             f"'status' ({len(status)}), got {shape}")
+        a = _dataset(f, key, path)
+        files = _dataset(f, "files", path, strings=True)
+        if files is None:
+            files = np.array([f"{os.path.basename(path)}[{i}]" for i in range(len(status))])
+        elif files.shape != status.shape:
+            raise ValueError(f"{path}: 'files' must hold one image path per entry of 'status' "
+                             f"({len(status)}), got shape {files.shape}")
+    if grid:  # (I, G, G, C) -> (I, G*G, C), reading order, as the loaders read it
+        a = a.reshape(a.shape[0], a.shape[1] * a.shape[2], a.shape[3])
+    from rnncap.data.layout import check_feature_array
+
+    check_feature_array(a, path, f"'{key}'", grid_ok=True)
+    done = status == DONE
+    if not done.all():
+        a = a[done]
+    return Computed(a, [str(x) for x in files[done]], [str(x) for x in files[status == SKIPPED]])
