@@ -2,7 +2,7 @@
 
 Any network exported to ONNX (from PyTorch, TensorFlow, ...) that takes a batch of images
 and returns either a vector per image (N, D) or a feature map per image can be a
-backbone: ``rnncap features --backbone onnx:model.onnx`` and, through the checkpoint,
+backbone: ``rnncap features --extractor onnx:model.onnx`` and, through the checkpoint,
 ``rnncap caption``. What is saved is a description: the model file's absolute path and
 SHA-256, the input layout, the output kind and the preprocessing; the model file is not
 copied, and a checkpoint refuses to run if the file has changed since.

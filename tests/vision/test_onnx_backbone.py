@@ -92,3 +92,44 @@ def test_bad_models_are_named(tmp_path):
     tiny_model(tmp_path / "v.onnx")
     with pytest.raises(ValueError, match="it has no grid"):
         make_backbone(f"onnx:{tmp_path / 'v.onnx'}", output="grid", preprocessing=PRE)
+
+
+def test_features_command_with_an_onnx_backbone_writes_onnx_runtimes_output(tmp_path, capsys):
+    """`rnncap features DIR --extractor onnx:m.onnx`: the file holds, row by row, what ONNX Runtime
+    itself returns for each image (and what the network computes by hand)."""
+    import h5py
+    import onnxruntime
+    from PIL import Image
+
+    from rnncap.atomic import sha256_file
+    from rnncap.cli import main
+    from rnncap.data.featfile import read_attrs, read_extractor
+
+    w, b = tiny_model(tmp_path / "m.onnx")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8)  # the model's own input size:
+    for i, p in enumerate(pixels):                                   # no resampling in between
+        Image.fromarray(p).save(folder / f"img{i}.png")
+    out = tmp_path / "f.h5"
+    assert main(["features", str(folder), "--extractor", f"onnx:{tmp_path / 'm.onnx'}",
+                 "--extractor-options", json.dumps({"preprocessing": PRE}), "--dtype", "float32",
+                 "--chunk-size", "4", "--out", str(out), "--no-progress"]) == 0
+    assert f"wrote {out}: 6 images, 6 computed" in capsys.readouterr().out
+    with h5py.File(out, "r") as f:
+        files, feats, status = list(f["files"].asstr()[()]), f["features"][()], f["status"][()]
+    assert feats.shape == (6, 4) and feats.dtype == np.float32 and (status == 1).all()
+    order = [int(name.removeprefix("img").removesuffix(".png")) for name in files]
+    assert sorted(order) == list(range(6))
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    x = (pixels[order].astype(np.float32) / 255).transpose(0, 3, 1, 2)  # (N, 3, 16, 16), PRE's scaling
+    by_ort = session.run(None, {"image": x})[0]  # (N, 4)
+    np.testing.assert_allclose(feats, by_ort, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(feats, numpy_reference(pixels[order], w, b).mean(axis=(1, 2)),
+                               rtol=1e-5, atol=1e-5)
+    # the file names its backbone; the extractor inside refers to the model by path and hash
+    assert read_attrs(out)["backbone"] == "onnx"
+    spec, _ = read_extractor(out)
+    assert spec["path"] == str(tmp_path / "m.onnx") and spec["sha256"] == sha256_file(tmp_path / "m.onnx")
