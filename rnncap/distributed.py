@@ -10,7 +10,8 @@ the single-process run computes, by the same functions:
   writes every partition's rows at their fixed places in the HDF5 file as they arrive. A rerun
   continues from the file's status column, whatever ran the first part.
 - captions: partitions of rows of a features file (.npy, or the HDF5 file `rnncap features`
-  writes); each worker restores the checkpoint once (a path every worker can read) and decodes
+  writes, read through rnncap.data.featfile as `rnncap caption --features` reads it: pooled
+  features or, for an attention model, grids; rows recorded unreadable left out); each worker restores the checkpoint once (a path every worker can read) and decodes
   its rows; the client stores each partition's lines in `OUT.parts/` (written atomically), and
   joins them into OUT, in row order, when all are there. A rerun skips the stored partitions.
 
@@ -192,60 +193,66 @@ def features_on_dask(address, chunks, images, spec, arrays, opts, store, say=Non
 _RESTORED: dict = {}  # per worker process: checkpoint path -> rnncap.run.Restored
 
 
-def read_feature_rows(path, lo: int, hi: int) -> np.ndarray:
-    """Rows lo:hi of a features file: an .npy array, or an HDF5 file's `features` dataset."""
+def read_feature_rows(path, key, rows) -> np.ndarray:
+    """Rows ``rows`` (ascending) of a features file: an .npy array (``key`` None), or an HDF5
+    file's dataset ``key`` ("features", or "grid" read as (n, L, C))."""
     path = str(path)
-    if path.endswith(".npy"):
-        return np.asarray(np.load(path, mmap_mode="r", allow_pickle=False)[lo:hi])
-    import h5py
+    rows = np.asarray(rows, dtype=np.int64)
+    if key is None:
+        a = np.load(path, mmap_mode="r", allow_pickle=False)
+        return np.asarray(a[rows[0]:rows[-1] + 1][rows - rows[0]] if rows.size else a[:0])
+    from rnncap.data.featfile import read_rows
 
-    with h5py.File(path, "r") as f:
-        return np.asarray(f["features"][lo:hi])
+    return read_rows(path, key, rows)
 
 
-def feature_rows_and_names(path) -> tuple[int, list]:
-    """(rows, image names) of a features file, as `rnncap caption --features` names them."""
+def caption_rows(path, grid: bool):
+    """(dataset key or None, row numbers (n,), image names (n,), skipped names) of a features
+    file, as `rnncap caption --features` reads it: an .npy file, or the HDF5 file of `rnncap
+    features` (its pooled features, or its grid for an attention model; rows it records as
+    unreadable left out)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"features file {path} does not exist")
     if path.suffix == ".npy":
         try:
             n = int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
-        except (ValueError, OSError) as err:
+        except (ValueError, OSError, IndexError) as err:
             raise ValueError(f"{path} is not a .npy array file: {err}") from None
-        return n, [f"{path.name}[{i}]" for i in range(n)]
-    import h5py
+        return None, np.arange(n), [f"{path.name}[{i}]" for i in range(n)], []
+    from rnncap.data.featfile import caption_rows as file_rows
 
-    from rnncap.data.featfile import read_attrs
+    which = file_rows(str(path), grid=grid)
+    if which is not None:
+        return which.key, which.rows, which.names, which.skipped
+    import h5py  # another program's HDF5 file: its 'features' dataset, every row
 
-    attrs = read_attrs(str(path))
-    if attrs and not attrs.get("complete", True):
-        raise ValueError(f"{path} is an unfinished features file; finish it with `rnncap features` first")
     try:
         with h5py.File(path, "r") as f:
             n = int(f["features"].shape[0])
-            names = [x.decode() if isinstance(x, bytes) else str(x) for x in f["files"][:]] \
-                if "files" in f else [f"{path.name}[{i}]" for i in range(n)]
-    except (OSError, KeyError) as err:
+            names = list(f["files"].asstr()[()]) if "files" in f else [f"{path.name}[{i}]" for i in range(n)]
+    except (OSError, KeyError, TypeError, IndexError, ValueError) as err:
         raise ValueError(f"{path} is neither a .npy array nor an HDF5 features file with a "
                          f"'features' dataset: {err}") from None
-    return n, names
+    if len(names) != n:
+        raise ValueError(f"{path}: 'files' names {len(names)} images, 'features' has {n} rows")
+    return "features", np.arange(n), names, []
 
 
 def _caption_task(job, part):
-    """Captions (and out-of-distribution flags) of rows lo:hi, on a worker."""
+    """Captions (and out-of-distribution flags) of the job's rows lo:hi, on a worker."""
     from threadpoolctl import threadpool_limits
 
     from rnncap import ood
     from rnncap.evaluate import DecodeOptions, decode_features
     from rnncap.run import restore
 
-    checkpoint, features, method, beam_size, length_penalty = job
+    checkpoint, features, key, rows, method, beam_size, length_penalty = job
     lo, hi = part
     if checkpoint not in _RESTORED:
         _RESTORED[checkpoint] = restore(checkpoint)
     r = _RESTORED[checkpoint]
-    feats = np.asarray(read_feature_rows(features, lo, hi), dtype=r.model.dtype)
+    feats = np.asarray(read_feature_rows(features, key, rows[lo:hi]), dtype=r.model.dtype)
     options = DecodeOptions(method, beam_size, length_penalty, r.max_length)
     with threadpool_limits(1):
         captions = r.vocab.decode_clean(decode_features(r.model, feats, options))
@@ -272,12 +279,26 @@ def caption_file(checkpoint, features, out, address, *, method="greedy", beam_si
     checkpoint = str(Path(checkpoint).resolve())
     features = str(Path(features).resolve())
     r = restore(checkpoint)  # refuses a bad checkpoint here, before the cluster is involved
-    n, names = feature_rows_and_names(features)
+    key, rows, names, skipped = caption_rows(features, grid=getattr(r.model, "kind", None) == "attention")
+    if skipped:
+        say(f"rnncap caption: note: {features} records {len(skipped)} unreadable image(s), left "
+            f"out: " + ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+    n = len(rows)
+    if n:  # the model's shape, checked here in one line rather than failing on every worker
+        from rnncap.run import check_feature_rank
+
+        first = read_feature_rows(features, key, rows[:1])
+        check_feature_rank(first, getattr(r.model, "kind", None) == "attention", features)
+        if first.shape[-1] != r.model.input_dim:
+            raise ValueError(f"{features}: the checkpoint's model needs features of "
+                             f"{r.model.input_dim} numbers per row (or grid cell); got "
+                             f"{first.shape[-1]}")
     out = Path(out)
     parts_dir = Path(str(out) + ".parts")
     job = {"checkpoint": checkpoint, "checkpoint_folder": str(r.checkpoint.folder),
-           "features": features, "rows": n, "method": method, "beam_size": beam_size,
-           "length_penalty": length_penalty, "partition_rows": partition_rows}
+           "features": features, "dataset": key, "rows": n, "method": method,
+           "beam_size": beam_size, "length_penalty": length_penalty,
+           "partition_rows": partition_rows}
     parts_dir.mkdir(parents=True, exist_ok=True)
     job_file = parts_dir / "job.json"
     if job_file.exists():
@@ -305,7 +326,8 @@ def caption_file(checkpoint, features, out, address, *, method="greedy", beam_si
     if todo:
         with connect(address) as client:
             run_partitions(client, _caption_task, [bounds[i] for i in todo], store,
-                           shared=[(checkpoint, features, method, beam_size, length_penalty)],
+                           shared=[(checkpoint, features, key, rows, method, beam_size,
+                                    length_penalty)],
                            retries=retries, name="rnncap-caption", say=say)
     write_text_atomic(out, "".join(p.read_text() for p in part_file))
     for p in part_file:

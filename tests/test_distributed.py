@@ -166,7 +166,7 @@ def test_captions_on_dask_equal_the_single_process_run_and_resume(checkpoint_and
     (parts / "job.json").write_text(json.dumps({
         "checkpoint": str(run.resolve()), "checkpoint_folder": str(
             __import__("rnncap.run", fromlist=["restore"]).restore(run).checkpoint.folder),
-        "features": str(feats.resolve()), "rows": 100, "method": "greedy", "beam_size": 3,
+        "features": str(feats.resolve()), "dataset": None, "rows": 100, "method": "greedy", "beam_size": 3,
         "length_penalty": 0.0, "partition_rows": 30}, indent=1))
     (parts / "part-000001.jsonl").write_text("".join(here.splitlines(True)[30:60]))
     again = caption_file(run, feats, tmp_path / "again.jsonl", client, partition_rows=30)
@@ -192,7 +192,8 @@ def test_a_dead_worker_is_reported_and_its_partitions_rerun(checkpoint_and_featu
                 os.kill(next(iter(pids.values())), signal.SIGKILL)
 
         run_partitions(c, _caption_task, parts, on_result,
-                       shared=[(str(run), str(feats), "greedy", 3, 0.0)], say=messages.append)
+                       shared=[(str(run), str(feats), None, np.arange(100), "greedy", 3, 0.0)],
+                       say=messages.append)
     assert any("left the cluster" in m and m.split()[2] in pids for m in messages), messages
     assert [cap for i in range(len(parts)) for cap in results[i]] == here
 
@@ -219,3 +220,38 @@ def test_captions_of_an_hdf5_features_file_are_named_by_its_files(checkpoint_and
         f.attrs["complete"] = False
     with pytest.raises(ValueError, match="unfinished features file"):
         caption_file(run, tmp_path / "f.h5", tmp_path / "other.jsonl", client)
+
+
+def test_dask_captions_an_attention_models_grids_and_leaves_out_unreadable_rows(tiny_shapes, client,
+                                                                               tmp_path, capsys):
+    """The grid of `rnncap features`' file for an attention model, rows marked unreadable left out:
+    the same lines as `rnncap caption --features` in one process."""
+    from rnncap.config import RunConfig, with_overrides
+    from rnncap.data import load_data
+    from rnncap.run import train
+
+    data = load_data(tiny_shapes, "karpathy", grid=True)
+    config = with_overrides(RunConfig(), {
+        "data": {"path": str(tiny_shapes), "format": "karpathy"},
+        "model": {"kind": "attention", "hidden_dim": 16, "wordvec_dim": 8, "attention_dim": 8},
+        "train": {"batch_size": 50, "num_epochs": 1, "val_images": 0, "row_groups": 1}})
+    train(config, tmp_path / "run", progress=False, data=data)
+    grids = data["test_features"]  # (20, 9, D)
+    h5 = tmp_path / "grid.h5"
+    featfile.create(h5, files=[f"t{i:02d}.png" for i in range(20)], job={}, spec={"name": "test"},
+                    arrays={}, grid_shape=(3, 3, grids.shape[2]), dtype="float32")
+    w = featfile.Writer(h5)
+    done = [i for i in range(20) if i not in (3, 11)]
+    w.write(done, grid=grids[done].reshape(-1, 3, 3, grids.shape[2]), skipped=[3, 11])
+    w.finish(h5)
+    here = _caption_here(tmp_path / "run", h5)
+    assert [json.loads(x)["image"] for x in here.splitlines()] == [f"t{i:02d}.png" for i in done]
+    said = []
+    caption_file(tmp_path / "run", h5, tmp_path / "caps.jsonl", client, partition_rows=7,
+                 say=said.append)
+    assert (tmp_path / "caps.jsonl").read_text() == here
+    assert f"rnncap caption: note: {h5} records 2 unreadable image(s), left out: t03.png, t11.png" in said
+    # pooled features given to an attention model: refused before the cluster is involved
+    np.save(tmp_path / "pooled.npy", np.zeros((4, grids.shape[2]), np.float32))
+    with pytest.raises(ValueError, match="the attention model needs grid features of shape"):
+        caption_file(tmp_path / "run", tmp_path / "pooled.npy", tmp_path / "x.jsonl", client)

@@ -231,6 +231,15 @@ def _dataset(f, key, path, strings=False):
         raise ValueError(f"{path}: '{key}' cannot be read ({err})") from None
 
 
+class CaptionRows(NamedTuple):
+    """Which rows of a features file to caption, before any feature is read."""
+
+    key: str               # the dataset: "features" (pooled) or "grid"
+    rows: np.ndarray       # (n,) int64 ascending row numbers the file marks computed
+    names: list            # n image paths, relative to the dataset root (the file's ``files``)
+    skipped: list          # paths of the images the file records as unreadable (left out)
+
+
 class Computed(NamedTuple):
     """The rows of a features file that were computed, for captioning them."""
 
@@ -239,15 +248,15 @@ class Computed(NamedTuple):
     skipped: list          # paths of the images the file records as unreadable (left out)
 
 
-def read_computed(path, *, grid: bool):
-    """The computed rows of a file ``rnncap features`` wrote: pooled features, or grids.
+def caption_rows(path, *, grid: bool):
+    """The rows of a file ``rnncap features`` wrote that can be captioned, and their names.
 
     Args:
         path: the HDF5 file.
-        grid: read the ``grid`` dataset (for an attention model) instead of ``features``.
+        grid: the ``grid`` dataset (for an attention model) instead of ``features``.
 
     Returns:
-        a :class:`Computed`, or None when the file is HDF5 but not an rnncap features file.
+        a :class:`CaptionRows`, or None when the file is HDF5 but not an rnncap features file.
 
     Raises:
         ValueError naming the file: not HDF5, unfinished, without the dataset asked for (and the
@@ -267,7 +276,7 @@ def read_computed(path, *, grid: bool):
         if status is not None and (status.ndim != 1 or status.dtype.kind not in "iu"):
             raise ValueError(f"{path}: 'status' must be a vector (I,) of integers, got "
                              f"{status.dtype} {status.shape}")
-        if not _true(f.attrs.get("complete", False)) or status is None:
+        if not _true(f.attrs.get("complete", False)):
             pending = "" if status is None else f" ({int((status == PENDING).sum())} of {len(status)} rows not computed)"
             raise ValueError(f"{path} is an unfinished features file{pending}; finish it by running "
                              f"`rnncap features` again with the same flags")
@@ -278,23 +287,58 @@ def read_computed(path, *, grid: bool):
                          "without --no-pooled")
             raise ValueError(f"{path} has no '{key}' dataset (it has {has}); {need}")
         shape = f[key].shape
+        if status is None and shape:  # a complete file without a status column: every row done
+            status = np.full(shape[0], DONE, np.uint8)
         if shape is None or len(shape) != rank or len(status) != shape[0] or 0 in shape[1:]:
             want = "(I, G, G, C)" if grid else "(I, D)"
             raise ValueError(f"{path}: '{key}' must have shape {want} with one row per entry of "
-                             f"'status' ({len(status)}), got {shape}")
-        a = _dataset(f, key, path)
+                             f"'status' ({'?' if status is None else len(status)}), got {shape}")
         files = _dataset(f, "files", path, strings=True)
         if files is None:
             files = np.array([f"{os.path.basename(path)}[{i}]" for i in range(len(status))])
         elif files.shape != status.shape:
             raise ValueError(f"{path}: 'files' must hold one image path per entry of 'status' "
                              f"({len(status)}), got shape {files.shape}")
-    if grid:  # (I, G, G, C) -> (I, G*G, C), reading order, as the loaders read it
-        a = a.reshape(a.shape[0], a.shape[1] * a.shape[2], a.shape[3])
+    done = status == DONE
+    return CaptionRows(key, np.flatnonzero(done), [str(x) for x in files[done]],
+                       [str(x) for x in files[status == SKIPPED]])
+
+
+def read_rows(path, key: str, rows) -> np.ndarray:
+    """Rows ``rows`` (ascending) of dataset ``key``: (n, D), or grids (n, G*G, C) for ``grid``.
+
+    Reads the span from the first row to the last and keeps the rows asked for, so a few
+    skipped rows cost no per-row HDF5 selection. Raises ValueError naming the file for data
+    that are not real numbers.
+    """
     from rnncap.data.layout import check_feature_array
 
-    check_feature_array(a, path, f"'{key}'", grid_ok=True)
-    done = status == DONE
-    if not done.all():
-        a = a[done]
-    return Computed(a, [str(x) for x in files[done]], [str(x) for x in files[status == SKIPPED]])
+    h5py = _h5py()
+    path = os.fspath(path)
+    rows = np.asarray(rows, dtype=np.int64)
+    with h5py.File(path, "r") as f:
+        ds = f[key]
+        if not rows.size:
+            a = np.zeros((0,) + ds.shape[1:], ds.dtype)
+        else:
+            try:
+                a = ds[int(rows[0]):int(rows[-1]) + 1]
+            except (OSError, TypeError) as err:
+                raise ValueError(f"{path}: '{key}' cannot be read ({err})") from None
+            if len(a) != rows.size:
+                a = a[rows - rows[0]]
+    if key == "grid":  # (n, G, G, C) -> (n, G*G, C), reading order, as the loaders read it
+        a = a.reshape(a.shape[0], a.shape[1] * a.shape[2], a.shape[3])
+    return check_feature_array(a, path, f"'{key}'", grid_ok=True)
+
+
+def read_computed(path, *, grid: bool):
+    """The computed rows of a file ``rnncap features`` wrote: pooled features, or grids.
+
+    Returns a :class:`Computed`, or None when the file is HDF5 but not an rnncap features file;
+    raises what :func:`caption_rows` and :func:`read_rows` raise.
+    """
+    which = caption_rows(path, grid=grid)
+    if which is None:
+        return None
+    return Computed(read_rows(path, which.key, which.rows), which.names, which.skipped)
