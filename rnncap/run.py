@@ -91,6 +91,8 @@ def load_run_data(config: RunConfig, progress: bool = True, generate: bool = Tru
         opts["train_object_weights"] = (1 - d.shapes_train_two_objects, d.shapes_train_two_objects)
     if d.shapes_train_same_colour is not None:
         opts["train_same_colour"] = d.shapes_train_same_colour
+    if d.shapes_feature_stride is not None:
+        opts["extractor_options"] = {"stride": d.shapes_feature_stride}
     attention = config.model.kind == "attention"
     fmt = d.format if d.format is not None or d.path is None else detect_format(d.path)
     if attention and fmt in ("shapes", "karpathy"):

@@ -85,7 +85,7 @@ def test_shapes_train_images_reaches_the_generator(monkeypatch):
     assert "num_train" not in seen
 
 
-def test_training_scene_shares_reach_the_generator_and_are_checked(monkeypatch):
+def test_shapes_options_reach_the_generator_and_extractor_and_are_checked(monkeypatch):
     import rnncap.data
     from rnncap.run import load_run_data
 
@@ -95,6 +95,10 @@ def test_training_scene_shares_reach_the_generator_and_are_checked(monkeypatch):
                                                  "shapes_train_same_colour": 0.25}}), False)
     assert seen["train_object_weights"] == pytest.approx((0.2, 0.8))
     assert seen["train_same_colour"] == 0.25
+    assert "extractor_options" not in seen
+    seen.clear()
+    load_run_data(with_overrides(DEMO, {"data": {"path": "x", "shapes_feature_stride": 1}}), False)
+    assert seen["extractor_options"] == {"stride": 1}
     seen.clear()
     load_run_data(with_overrides(DEMO, {"data": {"path": "x", "shapes_train_two_objects": None}}), False)
     assert "train_object_weights" not in seen and "train_same_colour" not in seen
@@ -102,3 +106,5 @@ def test_training_scene_shares_reach_the_generator_and_are_checked(monkeypatch):
         with_overrides(DEMO, {"data": {"shapes_train_two_objects": 1.2}})
     with pytest.raises(ConfigError, match="data.shapes_train_same_colour applies to format 'shapes'"):
         with_overrides(RunConfig(), {"data": {"format": "karpathy", "shapes_train_same_colour": 0.5}})
+    with pytest.raises(ConfigError, match="data.shapes_feature_stride must be > 0"):
+        with_overrides(DEMO, {"data": {"shapes_feature_stride": 0}})

@@ -68,3 +68,15 @@ def test_shapes_char_level_and_max_train(tmp_path):
     d = load_data(tmp_path, "shapes", level="char", max_train=50, **TINY)
     assert d["vocab"].level == "char" and d["train_captions"].shape == (50, 82)
     assert set(d["idx_to_word"][4:]) <= set("abcdefghijklmnopqrstuvwxyz ")
+
+
+def test_shapes_extractor_options_make_their_own_features_and_saved_extractor(tmp_path):
+    base = load_data(tmp_path, "shapes", **TINY)
+    tiny = {**TINY, "extractor_options": {**TINY["extractor_options"], "stride": 1}}
+    fine = load_data(tmp_path, "shapes", **tiny)
+    assert fine["extractor_dir"] != base["extractor_dir"]  # cached apart, the dataset shared
+    ex = load_extractor(fine["extractor_dir"])
+    assert ex.options["stride"] == 1 and load_extractor(base["extractor_dir"]).options["stride"] == 2
+    np.testing.assert_allclose(extract_files(ex, fine["val_image_files"]), fine["val_features"],
+                               rtol=1e-5, atol=1e-5)
+    assert not np.allclose(fine["train_features"], base["train_features"])
