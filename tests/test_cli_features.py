@@ -138,7 +138,7 @@ def test_attention_model_trains_on_the_backbones_7x7_grid_and_captions_photos(tm
 
 # ------------------------------------------------------------- caption --features FILE.h5
 
-#: a tiny randconv extractor: pooled 16-d, grid 3x3 cells of 4 x 8 responses
+#: a tiny randconv extractor: pooled 16-d, grid 3x3 cells of 4 x 8 responses and 15 position features
 TINY_RANDCONV = ["--extractor", "randconv", "--extractor-options",
                  json.dumps({"image_size": 32, "num_filters": 8, "pca_dim": 16, "seed": 0})]
 
@@ -177,12 +177,25 @@ def test_caption_reads_the_features_file_that_rnncap_features_writes(h5_runs, ki
     h5, runs = h5_runs[0], dict(zip(("lstm", "attention"), h5_runs[1:]))
     with h5py.File(h5, "r") as f:
         a, files = f[key][()], list(f["files"].asstr()[()])
-    assert len(files) == 100 and a.shape == ((100, 16) if key == "features" else (100, 3, 3, 32))
-    np.save(tmp_path / "f.npy", a.reshape(100, 9, 32) if key == "grid" else a)
+    assert len(files) == 100 and a.shape == ((100, 16) if key == "features" else (100, 3, 3, 47))
+    np.save(tmp_path / "f.npy", a.reshape(100, 9, 47) if key == "grid" else a)
     from_h5, _ = _caption_lines([str(runs[kind]), "--features", str(h5)], capsys)
     from_npy, _ = _caption_lines([str(runs[kind]), "--features", str(tmp_path / "f.npy")], capsys)
     assert [n for n, _ in from_h5] == files and files[0].startswith("images/")
     assert [c for _, c in from_h5] == [c for _, c in from_npy]
+
+
+@pytest.mark.parametrize("kind", ["lstm", "attention"])
+def test_captioning_an_image_file_equals_captioning_its_row_of_the_features_file(h5_runs, kind,
+                                                                                 capsys):
+    """The checkpoint's extractor gives a photo the features (pooled, or grid) of the file the
+    model was trained on."""
+    h5, runs = h5_runs[0], dict(zip(("lstm", "attention"), h5_runs[1:]))
+    from_h5, _ = _caption_lines([str(runs[kind]), "--features", str(h5)], capsys)
+    pick = [0, 61, 99]  # a training, a validation and a test image
+    files = [str(h5.parent / from_h5[i][0]) for i in pick]
+    from_files, _ = _caption_lines([str(runs[kind]), *files], capsys)
+    assert [c for _, c in from_files] == [from_h5[i][1] for i in pick]
 
 
 def test_caption_names_the_dataset_a_features_file_lacks(h5_runs, tmp_path, capsys):
@@ -226,11 +239,11 @@ def test_caption_refuses_a_features_file_of_the_wrong_shape_or_unfinished(h5_run
     shutil.copy(h5, flat)
     with h5py.File(flat, "r+") as f:
         del f["grid"]
-        f["grid"] = grid.reshape(100, 9, 32)
+        f["grid"] = grid.reshape(100, 9, 47)
     assert main(["caption", str(attention), "--features", str(flat)]) == 1
     assert capsys.readouterr().err == (f"rnncap caption: error: {flat}: 'grid' must have shape "
                                        f"(I, G, G, C) with one row per entry of 'status' (100), "
-                                       f"got (100, 9, 32)\n")
+                                       f"got (100, 9, 47)\n")
     # a file still being written (or killed while it was)
     partial = tmp_path / "features.h5.partial"
     featfile.create(partial, files=["a.png", "b.png", "c.png"], job={}, spec={"name": "test"},

@@ -16,9 +16,16 @@ file stopped. An unreadable image is named; by default the command fails after t
 images are written (a rerun then only retries the unreadable ones), with ``skip_bad`` it is
 recorded as skipped and the loaders leave it out.
 
+Grids (``grid``) are the extractor's grid as an attention model reads it when it captions an
+image file (``extract_files(grid=True)``), stored (I, G, G, D): for the pretrained backbone and an
+ONNX model the feature map; for ``randconv`` its standardised cells with their position features.
+A model trained on the file therefore gets, from a photo at captioning time, the grid it was
+trained on.
+
 This module does NOT know captions, vocabularies or models; it turns file lists into arrays.
 """
 
+import math
 import os
 import sys
 import tempfile
@@ -162,8 +169,12 @@ def _features(extractor, batch, pooled, grid, prepared):
         return out.get("pooled"), out.get("grid")
     if prepared:
         return extractor.extract_prepared(batch), None
-    return (extractor.extract(batch) if pooled else None,
-            extractor.extract_grid(batch) if grid else None)
+    cells = None
+    if grid:  # the grid an attention model reads at captioning time (extract_files(grid=True)):
+        cells = extractor.grid(batch)  # (N, L, D), L = G*G cells in reading order
+        side = math.isqrt(cells.shape[1])
+        cells = cells.reshape(len(cells), side, side, cells.shape[2])  # (N, G, G, D), as stored
+    return (extractor.extract(batch) if pooled else None), cells
 
 
 def _compute(extractor, rows, paths, pooled, grid):
@@ -249,7 +260,7 @@ def _job(images, opts):
 def _shapes(extractor, images, opts):
     """(pooled D or None, grid shape or None) by running the extractor on a tiny dummy image."""
     probe = np.zeros((1, 64, 64, 3), np.uint8) + 128
-    if opts.grid and not (hasattr(extractor, "extract_grid") or hasattr(extractor, "features")):
+    if opts.grid and not (hasattr(extractor, "grid") or hasattr(extractor, "features")):
         raise ValueError(f"extractor {opts.extractor!r} has no grid output; use pooled features "
                          f"only (no --grid)")
     pooled, grid = _features(extractor, probe, opts.pooled, opts.grid, prepared=False)

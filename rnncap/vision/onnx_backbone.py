@@ -16,7 +16,9 @@ Assumptions, each overridable:
   0.229/0.224/0.225, times 255), as most exported classifiers expect; pass
   ``preprocessing`` for another;
 - the first graph output is the features: (N, D) is used as is; a 4-d feature map is
-  averaged over its positions for ``"pooled"`` or returned as (N, h, w, C) for ``"grid"``.
+  averaged over its positions for ``"pooled"`` or returned as (N, h, w, C) for ``"grid"``
+  (``rnncap features --grid`` stores both from one run; an attention model reads the map's
+  h x w positions as its L grid cells).
 
 ONNX Runtime is an optional dependency: ``pip install 'rnncap[onnx]'``.
 
@@ -106,10 +108,10 @@ class OnnxExtractor:
         self.preprocessing = Preprocessing.from_dict(dict(preprocessing), f"{self.path} preprocessing")
         self.image_size = self.preprocessing.size
         probe = self._run(np.zeros((1, self.image_size, self.image_size, 3), np.uint8))
+        self._map_shape = probe.shape[1:] if probe.ndim == 4 else None  # (h, w, C) of a feature map
         if probe.ndim == 2:
             if output == "grid":
-                raise ValueError(f"{self.path}: output {self.output_name!r} is a vector per image "
-                                 f"{probe.shape}; it has no grid")
+                raise ValueError(self._no_grid(probe.shape))
             self.feature_shape = probe.shape[1:]
         elif probe.ndim == 4:
             self.feature_shape = (probe.shape[3],) if output == "pooled" else probe.shape[1:]
@@ -132,6 +134,49 @@ class OnnxExtractor:
         if y.ndim == 4 and self.layout == "nchw":
             y = y.transpose(0, 2, 3, 1)  # (N, h, w, C)
         return y
+
+    def _no_grid(self, shape) -> str:
+        return (f"{self.path}: output {self.output_name!r} is a vector per image {tuple(shape)}; "
+                f"it has no grid")
+
+    @property
+    def grid_shape(self):
+        """(L, C) of one image's grid as an attention model takes it: the h x w positions of
+        the feature map in reading order; a ValueError for a model that gives vectors."""
+        if self._map_shape is None:
+            raise ValueError(self._no_grid((1, self.dim)))
+        h, w, c = self._map_shape
+        return (h * w, c)
+
+    def features_prepared(self, pixels, outputs=("pooled",)) -> dict:
+        """Any of "pooled" (N, C) and "grid" (N, h, w, C) of crops made by :meth:`read_image`,
+        from one run of the model (what ``rnncap features --grid`` stores)."""
+        pixels = np.asarray(pixels)
+        S = self.image_size
+        if pixels.dtype != np.uint8 or pixels.shape[1:] != (S, S, 3):
+            raise ValueError(f"prepared images must be uint8 (N, {S}, {S}, 3), got {pixels.dtype} {pixels.shape}")
+        y = self._run(pixels)
+        out = {}
+        for kind in outputs:
+            if kind == "pooled":
+                out[kind] = np.ascontiguousarray(y if y.ndim == 2 else y.mean(axis=(1, 2), dtype=np.float32))
+            elif kind == "grid":
+                if y.ndim != 4:
+                    raise ValueError(self._no_grid(y.shape))
+                out[kind] = np.ascontiguousarray(y)
+            else:
+                raise ValueError(f"an ONNX backbone's outputs are 'pooled' and 'grid', got {kind!r}")
+        return out
+
+    def features(self, images, outputs=("pooled",)) -> dict:
+        """:meth:`features_prepared` of uint8 images (N, H, W, 3) of any size."""
+        return self.features_prepared(prepare(images, self.preprocessing), outputs)
+
+    def grid(self, pixels) -> np.ndarray:
+        """Crops made by :meth:`read_image` -> float32 grids (N, L, C), positions in reading order
+        (what ``extract_files(grid=True)`` runs for an attention model)."""
+        g = self.features_prepared(pixels, ("grid",))["grid"]  # (N, h, w, C)
+        return g.reshape(len(g), -1, g.shape[-1])
 
     def read_image(self, path) -> np.ndarray:
         return crop_resize(open_rgb(path), self.preprocessing)

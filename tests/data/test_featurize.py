@@ -75,16 +75,20 @@ def test_loader_reads_the_file_and_keeps_its_extractor(shapes_copy):
     assert spec["name"] == "randconv" and set(arrays) == {"filters", "mean", "components", "grid_mean", "grid_scale"}
 
 
-def test_grid_features_are_the_cells_of_the_extractor(shapes_copy):
+def test_grid_features_are_the_grid_the_extractor_gives_an_attention_model(shapes_copy):
+    """The grid stored is the one `caption` computes from the image file for an attention model
+    (extract_files(grid=True)): standardised cells and their position features, 3x3 in reading
+    order; not the raw cell responses, which a model trained on the file would never see again."""
     out = make_features(shapes_copy, options=opts(grid=True, pooled=False, dtype="float32"))["out"]
     grid = read(out, "grid")
     files = read(out, "files").astype(str)
     ex, _ = direct_features(out, files, shapes_copy)
-    from rnncap.data.features import load_image
+    from rnncap.data.features import extract_files
 
-    img = load_image(shapes_copy / files[3], 32)[None]
-    assert grid.shape == (100, 3, 3, 32)
-    np.testing.assert_allclose(grid[3], ex.extract_grid(img)[0], rtol=1e-5, atol=1e-6)
+    L, D = ex.grid_shape
+    assert (L, D) == (9, 4 * 8 + 3 + 3 + 9) and grid.shape == (100, 3, 3, D)
+    np.testing.assert_allclose(grid[3].reshape(L, D), extract_files(ex, [shapes_copy / files[3]], grid=True)[0],
+                               rtol=1e-5, atol=1e-6)
     import h5py
 
     with h5py.File(out) as f:

@@ -133,3 +133,42 @@ def test_features_command_with_an_onnx_backbone_writes_onnx_runtimes_output(tmp_
     assert read_attrs(out)["backbone"] == "onnx"
     spec, _ = read_extractor(out)
     assert spec["path"] == str(tmp_path / "m.onnx") and spec["sha256"] == sha256_file(tmp_path / "m.onnx")
+
+
+def test_features_command_stores_an_onnx_feature_map_as_grid_and_its_mean_as_pooled(tmp_path, capsys):
+    import h5py
+    import onnxruntime
+    from PIL import Image
+
+    from rnncap.cli import main
+
+    tiny_model(tmp_path / "g.onnx", pooled=False)  # (N, 4, 16, 16) feature maps
+    folder = tmp_path / "images"
+    folder.mkdir()
+    pixels = np.random.default_rng(6).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    for i, p in enumerate(pixels):
+        Image.fromarray(p).save(folder / f"img{i}.png")
+    out = tmp_path / "g.h5"
+    assert main(["features", str(folder), "--extractor", f"onnx:{tmp_path / 'g.onnx'}", "--grid",
+                 "--extractor-options", json.dumps({"preprocessing": PRE}), "--dtype", "float32",
+                 "--out", str(out), "--no-progress"]) == 0
+    with h5py.File(out, "r") as f:
+        files, pooled, grid = list(f["files"].asstr()[()]), f["features"][()], f["grid"][()]
+    order = [int(name.removeprefix("img").removesuffix(".png")) for name in files]
+    session = onnxruntime.InferenceSession(str(tmp_path / "g.onnx"), providers=["CPUExecutionProvider"])
+    maps = session.run(None, {"image": (pixels[order].astype(np.float32) / 255).transpose(0, 3, 1, 2)})[0]
+    assert grid.shape == (3, 16, 16, 4) and pooled.shape == (3, 4)
+    np.testing.assert_allclose(grid, maps.transpose(0, 2, 3, 1), rtol=1e-6, atol=1e-6)  # (N, h, w, C)
+    np.testing.assert_allclose(pooled, maps.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+    # the extractor kept for captioning gives an attention model the same grid, cells in reading order
+    ex = make_backbone(f"onnx:{tmp_path / 'g.onnx'}", preprocessing=PRE)
+    assert ex.grid_shape == (256, 4)
+    np.testing.assert_allclose(extract_files(ex, [folder / files[0]], grid=True)[0],
+                               grid[0].reshape(256, 4), rtol=1e-6, atol=1e-6)
+    # a model that gives one vector per image has no grid, said in one line
+    tiny_model(tmp_path / "v.onnx")
+    assert main(["features", str(folder), "--extractor", f"onnx:{tmp_path / 'v.onnx'}", "--grid",
+                 "--extractor-options", json.dumps({"preprocessing": PRE}), "--out",
+                 str(tmp_path / "v.h5"), "--no-progress"]) == 1
+    assert capsys.readouterr().err == (f"rnncap features: error: {tmp_path / 'v.onnx'}: output "
+                                       f"'features' is a vector per image (1, 4); it has no grid\n")
