@@ -9,7 +9,7 @@ mean over cells (rnncap.ood); the grids are computed, and cached beside the pool
 first use.
 
     OPENBLAS_NUM_THREADS=1 .venv/bin/python benchmarks/studies/ood_demo.py \
-        --cache .cache/rnncap/shapes --json /tmp/ood_demo.json [--grid]
+        --cache .cache/rnncap/shapes --json /tmp/ood_demo.json [--grid [--flat-grid]]
 
 This script measures; it trains nothing.
 """
@@ -34,8 +34,14 @@ def main():
     p.add_argument("--cache", default=".cache/rnncap/shapes")
     p.add_argument("--json", required=True)
     p.add_argument("--grid", action="store_true", help="grid features, as an attention model reads")
+    p.add_argument("--flat-grid", action="store_true",
+                   help="with --grid: statistics of the whole grid (L*D numbers per image) instead "
+                        "of its mean over cells; the alternative rnncap does not use, for comparison")
     a = p.parse_args()
     data = load_data(a.cache, "shapes", grid=a.grid)
+    flat = (lambda x: x.reshape(len(x), -1)) if a.grid and a.flat_grid else (lambda x: x)
+    for split in ("train", "val", "test"):
+        data[f"{split}_features"] = flat(data[f"{split}_features"])
     config = cfg.with_overrides(cfg.DEMO, {"data": {"path": a.cache}})
     doc, arrays = _feature_stats(config, data)
     stats = ood.from_checkpoint(doc, arrays)
@@ -51,7 +57,7 @@ def main():
     photos = [os.path.join(folder, n) for n in ("coffee.png", "chelsea.png", "motorcycle_right.png",
                                                 "astronaut.png", "rocket.jpg", "camera.png")]
     photos.append(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
-    s, f = ood.flag(extract_files(load_extractor(data["extractor_dir"]), photos, grid=a.grid), stats)
+    s, f = ood.flag(flat(extract_files(load_extractor(data["extractor_dir"]), photos, grid=a.grid)), stats)
     out["photos"] = {os.path.basename(p): {"score": round(float(x), 2), "flagged": bool(y)}
                      for p, x, y in zip(photos, s, f)}
     print(json.dumps(out, indent=1))
