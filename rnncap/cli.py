@@ -283,10 +283,9 @@ def _cmd_caption(args) -> int:
                          "--features)")
     if args.features:
         from rnncap.run import check_feature_rank
+        from rnncap.data.featfile import read_computed
         from rnncap.data.karpathy import read_feature_file
         from rnncap.data.layout import nonfinite_rows
-
-        from rnncap.data.featfile import read_computed
 
         path = Path(args.features)
         if not path.is_file():
