@@ -12,8 +12,9 @@ the single-process run computes, by the same functions:
 - captions: partitions of rows of a features file (.npy, or the HDF5 file `rnncap features`
   writes, read through rnncap.data.featfile as `rnncap caption --features` reads it: pooled
   features or, for an attention model, grids; rows recorded unreadable left out); each worker
-  restores the checkpoint once (a path every worker can read) and decodes its rows; the client stores each partition's lines in `OUT.parts/` (written atomically), and
-  joins them into OUT, in row order, when all are there. A rerun skips the stored partitions.
+  restores the checkpoint once (a path every worker can read) and decodes its rows; the client
+  stores each partition's lines in `OUT.parts/` (written atomically), and joins them into OUT,
+  in row order, when all are there. A rerun skips the stored partitions.
 
 A partition whose task raises is retried (`retries`, Dask's own mechanism); a worker that dies
 is reported, and the scheduler gives its partitions to the others (Dask's allowed-failures). An
