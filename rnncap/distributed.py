@@ -58,7 +58,8 @@ class connect:
 
     `address` is a scheduler address (`tcp://host:8786`, `host:8786`) or `local:N` (a
     LocalCluster of N single-threaded worker processes on 127.0.0.1, no dashboard), or a
-    distributed.Client already made (used as it is, not closed).
+    distributed.Client already made (used as it is, not closed). The clients it makes are not
+    the process's default client: a caller's own client stays the one Dask uses.
     """
 
     def __init__(self, address, timeout: float = 10.0):
@@ -82,10 +83,10 @@ class connect:
             self._cluster = distributed.LocalCluster(
                 n_workers=int(n), threads_per_worker=1, processes=True, host="127.0.0.1",
                 dashboard_address=LOOPBACK_ANY_PORT, scheduler_kwargs={"dashboard": False})
-            self._client = distributed.Client(self._cluster)
+            self._client = distributed.Client(self._cluster, set_as_default=False)
             return self._client
         try:
-            self._client = distributed.Client(address, timeout=self.timeout)
+            self._client = distributed.Client(address, timeout=self.timeout, set_as_default=False)
         except (OSError, TimeoutError) as err:
             raise DaskError(f"cannot reach the Dask scheduler at {address} "
                             f"({type(err).__name__} after {self.timeout:g} s); is it running, "
@@ -134,7 +135,10 @@ def run_partitions(client, fn, partitions: list, on_result, *, shared=(), retrie
         futures[fut] = i
     seen = _workers(client)
     try:
-        for fut in distributed.as_completed(futures):
+        # loop=: as_completed otherwise waits on the loop of Dask's *current* client, which is
+        # another client's whenever one was opened with `with Client(...)`. A result lost with a
+        # worker after it was reported done is then awaited on two loops: RuntimeError.
+        for fut in distributed.as_completed(futures, loop=client.loop):
             i = futures[fut]
             now = _workers(client)
             if now:

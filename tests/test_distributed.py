@@ -114,6 +114,68 @@ def test_an_interrupted_dask_run_resumes_on_dask(shapes_copy, local_file, client
     _same_file(local_file, out["out"])
 
 
+def _slow_part(part):
+    import time
+
+    time.sleep(0.2)
+    return part
+
+
+def _in_process_cluster():
+    from rnncap.distributed import LOOPBACK_ANY_PORT
+
+    return distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                    protocol="tcp://", host="127.0.0.1",
+                                    dashboard_address=LOOPBACK_ANY_PORT,
+                                    scheduler_kwargs={"dashboard": False})
+
+
+def test_two_jobs_in_one_process_each_wait_on_their_own_client(tmp_path):
+    """A job on one cluster, then a job on another while the first client is still the current
+    one (as `with Client(...) as c:` makes it): the second job waits on its own client's event
+    loop, so a result lost with a closed worker after it was reported done is recomputed, not
+    a RuntimeError about an asyncio Event bound to a different event loop."""
+    import time
+
+    def broken(part):
+        raise RuntimeError("disk on fire")
+
+    cluster_a, cluster_b = _in_process_cluster(), _in_process_cluster()
+    try:
+        with distributed.Client(cluster_a) as first:  # the current client from here on
+            with pytest.raises(DaskError, match="disk on fire"):
+                run_partitions(first, broken, [0, 1], lambda i, r: None, retries=0)
+            second = distributed.Client(cluster_b, set_as_default=False)
+            results, said, closed = {}, [], []
+
+            def on_result(i, result):
+                results[i] = result
+                if closed:
+                    return
+                # every partition done; then the worker holding another one's result closes
+                states = {k: st for k, st in second.futures.items() if k.startswith("rnncap-")}
+                deadline = time.monotonic() + 30
+                while not all(st.status == "finished" for st in states.values()):
+                    assert time.monotonic() < deadline, "the partitions did not finish"
+                    time.sleep(0.01)
+                lost, where = next((k, ws[0]) for k, ws in second.who_has().items()
+                                   if k in states and not k.endswith(f"-{i}"))
+                worker = next(w for w in cluster_b.workers.values() if w.address == where)
+                cluster_b.sync(worker.close)
+                closed.append(where)
+                while states[lost].status == "finished":  # the client hears of the loss
+                    assert time.monotonic() < deadline, f"{lost} was never reported lost"
+                    time.sleep(0.005)
+
+            run_partitions(second, _slow_part, list(range(6)), on_result, say=said.append)
+            second.close()
+        assert results == {i: i for i in range(6)}
+        assert any(closed[0] in m and "left the cluster" in m for m in said), said
+    finally:
+        cluster_b.close()
+        cluster_a.close()
+
+
 def test_an_unreachable_scheduler_is_one_line_naming_the_address(shapes_copy, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "rnncap", "features", str(shapes_copy), "--out",
                            str(tmp_path / "f.h5"), "--extractor", "randconv", "--extractor-options",
