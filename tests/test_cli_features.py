@@ -278,3 +278,35 @@ def test_caption_leaves_out_the_rows_a_features_file_records_as_unreadable(h5_ru
     np.save(tmp_path / "f.npy", pooled[[0, 2]])
     by_npy, _ = _caption_lines([str(lstm), "--features", str(tmp_path / "f.npy")], capsys)
     assert [c for _, c in lines] == [c for _, c in by_npy]
+
+
+def test_resuming_a_partial_file_of_another_grid_width_is_one_line(tiny_shapes, tmp_path, capsys):
+    """A `--grid` partial file whose grid is narrower than what `rnncap features --grid` writes
+    now (randconv's raw cell responses, as rnncap once stored them): one line naming the file,
+    the dataset and both shapes, not h5py's broadcast error."""
+    import h5py
+
+    from rnncap.data.featurize import FeaturesOptions, make_features
+
+    options = {"image_size": 32, "num_filters": 8, "pca_dim": 16}
+    out = tmp_path / "f.h5"
+
+    def stop(done):
+        if done >= 32:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # what `rnncap features ... --grid` leaves when stopped
+        make_features(tiny_shapes, out, on_chunk=stop, options=FeaturesOptions(
+            extractor="randconv", extractor_options=options, fit_images=40, grid=True,
+            dtype="float16", chunk_size=16, progress=False))
+    partial = f"{out}.partial"
+    with h5py.File(partial, "r+") as f:
+        del f["grid"]
+        f.create_dataset("grid", (100, 3, 3, 32), dtype="float16")
+    assert main(["features", str(tiny_shapes), "--out", str(out), "--extractor", "randconv",
+                 "--extractor-options", json.dumps(options), "--fit-images", "40", "--grid",
+                 "--no-progress"]) == 1
+    assert capsys.readouterr().err == (
+        f"rnncap features: error: {partial} is an unfinished features file made with other "
+        f"settings: its 'grid' is float16 (100, 3, 3, 32), expected float16 (100, 3, 3, 47); "
+        f"remove it to start over\n")

@@ -124,6 +124,59 @@ def create(path, *, files, job, spec, arrays, pooled_dim=None, grid_shape=None,
     return path
 
 
+#: Datasets of rows that only some files have (the others every file has).
+OPTIONAL_DATASETS = ("features", "grid", "image_ids")
+
+
+def layout(n, *, pooled_dim=None, grid_shape=None, dtype="float16", image_ids=False):
+    """{dataset: (shape, dtype name)} of the file :func:`create` makes with these arguments for
+    ``n`` images ('files' has the dtype name 'str')."""
+    out = {}
+    if pooled_dim is not None:
+        out["features"] = ((n, int(pooled_dim)), str(np.dtype(dtype)))
+    if grid_shape is not None:
+        out["grid"] = ((n, *(int(x) for x in grid_shape)), str(np.dtype(dtype)))
+    out["status"] = ((n,), "uint8")
+    out["files"] = ((n,), "str")
+    if image_ids:
+        out["image_ids"] = ((n,), "int64")
+    return out
+
+
+def _held(f, key):
+    """(shape, dtype name) of dataset ``key`` of an open file; None if absent; 'a group'."""
+    h5py = _h5py()
+    if key not in f:
+        return None
+    ds = f[key]
+    if not isinstance(ds, h5py.Dataset):
+        return "a group"
+    kind = "str" if h5py.check_string_dtype(ds.dtype) is not None else str(ds.dtype)
+    return tuple(ds.shape) if ds.shape is not None else None, kind
+
+
+def mismatch(path, expected):
+    """The first dataset of the file that differs from ``expected`` (a :func:`layout`), in words
+    naming it, what the file holds and what is expected; None when the file agrees.
+
+    A dataset of :data:`OPTIONAL_DATASETS` that ``expected`` lacks counts as a difference too.
+    """
+    def words(held, absent):
+        if held is None or isinstance(held, str):
+            return held or absent
+        shape, kind = held
+        return f"{kind} {shape}"
+
+    with _h5py().File(os.fspath(path), "r") as f:
+        extra = [k for k in OPTIONAL_DATASETS if k not in expected]
+        for key in (*expected, *extra):
+            held, want = _held(f, key), expected.get(key)
+            if held != want:
+                return (f"its '{key}' is {words(held, 'missing')}, expected "
+                        f"{words(want, 'none')}")
+    return None
+
+
 class Writer:
     """Rows into a features file made by :func:`create`, chunk by chunk (see module docstring)."""
 
@@ -146,6 +199,14 @@ class Writer:
         """
         rows = np.asarray(rows, dtype=np.int64)
         skipped = np.asarray(skipped, dtype=np.int64)
+        for key, given in (("features", pooled), ("grid", grid)):
+            if given is None:
+                continue
+            ds = self.f.get(key)
+            held = ds.shape[1:] if isinstance(ds, _h5py().Dataset) and ds.shape else None
+            if held != np.shape(given)[1:]:  # h5py's own error would be a bare broadcast error
+                raise ValueError(f"{self.path}: '{key}' holds rows of shape {held}, got rows of "
+                                 f"shape {np.shape(given)[1:]} to write")
         if rows.size:
             contiguous = rows[-1] - rows[0] + 1 == rows.size
             sel = slice(int(rows[0]), int(rows[-1]) + 1) if contiguous else rows

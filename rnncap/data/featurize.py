@@ -12,7 +12,8 @@ The extractor comes from the registry of :mod:`rnncap.data.features` by name; on
 fitting (the built-in ``randconv``'s PCA) is fitted first on a seeded sample of the training
 images and stored, fitted, in the file. Rows are computed in chunks, by ``workers`` processes, and
 written as they come (:mod:`rnncap.data.featfile`), so a rerun after a kill continues where the
-file stopped. An unreadable image is named; by default the command fails after the readable
+file stopped; a partial file of other settings, or whose datasets' shapes and types differ from
+those this run makes, is refused in one line naming the difference. An unreadable image is named; by default the command fails after the readable
 images are written (a rerun then only retries the unreadable ones), with ``skip_bad`` it is
 recorded as skipped and the loaders leave it out.
 
@@ -268,6 +269,31 @@ def _shapes(extractor, images, opts):
             None if grid is None else tuple(int(x) for x in grid.shape[1:]))
 
 
+def _read_attrs(path, remedy):
+    """featfile.read_attrs, with a file that is not HDF5 named in a ValueError."""
+    try:
+        return featfile.read_attrs(path)
+    except OSError as err:
+        raise ValueError(f"{path} exists and is not a readable HDF5 file ({err}); remove it "
+                         f"{remedy}") from None
+
+
+def _layout_mismatch(path, images, opts):
+    """How a partial file's datasets differ from those this run would create (its extractor's
+    widths, the dtype, one row per image), in words; None when they agree. Same flags do not
+    guarantee the same layout: the file may come from another version of rnncap."""
+    saved = featfile.read_extractor(path)
+    if saved is None:
+        return "it has no 'extractor' group"
+    try:
+        pooled_dim, grid_shape = _shapes(_from_saved(*saved, path), images, opts)
+    except (ValueError, RuntimeError) as err:  # an extractor that cannot give what is asked
+        return f"its extractor cannot compute these features ({err})"
+    return featfile.mismatch(path, featfile.layout(
+        len(images.files), pooled_dim=pooled_dim, grid_shape=grid_shape, dtype=opts.dtype,
+        image_ids=images.image_ids is not None))
+
+
 def make_features(source, out=None, *, image_root=None, options=None, on_chunk=None):
     """Compute (or continue computing) a dataset's features file.
 
@@ -300,17 +326,21 @@ def make_features(source, out=None, *, image_root=None, options=None, on_chunk=N
     partial = out + ".partial"
     job = _job(images, opts)
     if os.path.exists(out):
-        attrs = featfile.read_attrs(out)
+        attrs = _read_attrs(out, "or choose another --out")
         if attrs and attrs.get("job") == job:
             return {"out": out, "images": len(images.files), "computed": 0,
                     "skipped": attrs.get("skipped", []), "seconds": 0.0, "up_to_date": True}
         raise FileExistsError(f"{out} exists and holds other features; remove it or choose "
                               f"another --out")
     if os.path.exists(partial):
-        attrs = featfile.read_attrs(partial)
+        attrs = _read_attrs(partial, "to start over")
         if not attrs or attrs.get("job") != job:
             raise ValueError(f"{partial} is an unfinished features file made with other settings "
                              f"({attrs and attrs.get('job')}); remove it to start over")
+        differs = _layout_mismatch(partial, images, opts)
+        if differs:
+            raise ValueError(f"{partial} is an unfinished features file made with other settings: "
+                             f"{differs}; remove it to start over")
     else:
         extractor = _fitted_extractor(images, opts)
         spec, arrays = _saved_form(extractor)

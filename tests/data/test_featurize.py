@@ -164,6 +164,100 @@ def test_a_partial_file_with_other_settings_is_named(shapes_copy):
         make_features(shapes_copy, options=opts(dtype="float16"))
 
 
+def stopped_grid_run(dataset, out):
+    """A `--grid` run stopped after 32 of 100 rows: leaves ``out``.partial."""
+    def stop(done):
+        if done >= 32:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        make_features(dataset, out, options=opts(grid=True), on_chunk=stop)
+    return f"{out}.partial"
+
+
+@pytest.fixture(scope="module")
+def grid_partial(tiny_shapes, tmp_path_factory):
+    """A partial `--grid` file of the tiny dataset (randconv, 8 filters: pooled (100, 16), grid
+    (100, 3, 3, 47): 4*8 cell responses and 3 + 3 + 9 one-hot position features)."""
+    return stopped_grid_run(tiny_shapes, tmp_path_factory.mktemp("partial") / "f.h5")
+
+
+def _replace(key, shape, dtype="float16"):
+    def edit(f):
+        del f[key]
+        f.create_dataset(key, shape, dtype=dtype)
+    return edit
+
+
+def _drop(key):
+    def edit(f):
+        del f[key]
+    return edit
+
+
+@pytest.mark.parametrize("key, edit, found, expected", [
+    # the layout rnncap once wrote for randconv's grid: its raw cell responses, 4*8 numbers a cell
+    ("grid", _replace("grid", (100, 3, 3, 32)), "float16 (100, 3, 3, 32)", "float16 (100, 3, 3, 47)"),
+    ("features", _replace("features", (100, 12)), "float16 (100, 12)", "float16 (100, 16)"),
+    ("features", _replace("features", (100, 16), "float32"), "float32 (100, 16)", "float16 (100, 16)"),
+    ("status", _replace("status", (99,), "uint8"), "uint8 (99,)", "uint8 (100,)"),
+    ("files", _drop("files"), "missing", "str (100,)"),
+    ("image_ids", lambda f: f.create_dataset("image_ids", data=np.arange(100)), "int64 (100,)", "none"),
+    ("grid", lambda f: (f.__delitem__("grid"), f.create_group("grid")), "a group",
+     "float16 (100, 3, 3, 47)"),
+], ids=["grid-width", "features-width", "features-dtype", "status-rows", "no-files", "extra-ids",
+        "grid-group"])
+def test_a_partial_file_of_another_layout_is_named_with_the_dataset_and_shapes(
+        grid_partial, tiny_shapes, tmp_path, key, edit, found, expected):
+    """Same flags, other datasets (a file from another version of rnncap, or edited): refused in
+    one line naming the file, the dataset, what it holds and what this run writes, before any row
+    is computed, instead of h5py's broadcast error at the first chunk."""
+    import h5py
+
+    partial = tmp_path / "f.h5.partial"
+    shutil.copy(grid_partial, partial)
+    with h5py.File(partial, "r+") as f:
+        edit(f)
+    before = partial.read_bytes()
+    with pytest.raises(ValueError) as err:
+        make_features(tiny_shapes, tmp_path / "f.h5", options=opts(grid=True))
+    assert str(err.value) == (f"{partial} is an unfinished features file made with other settings: "
+                              f"its '{key}' is {found}, expected {expected}; remove it to start over")
+    assert partial.read_bytes() == before  # left as it was
+
+
+def test_the_layout_check_agrees_with_the_files_create_makes(tmp_path):
+    for kw in ({"pooled_dim": 5}, {"grid_shape": (2, 2, 3), "dtype": "float32"},
+               {"pooled_dim": 4, "grid_shape": (7, 7, 2), "image_ids": [10, 11, 12]}):
+        path = featfile.create(tmp_path / "f.h5", files=["a", "b", "c"], job={}, spec={"name": "x"},
+                               arrays={}, **kw)
+        expect = featfile.layout(3, **{**kw, "image_ids": "image_ids" in kw})
+        assert featfile.mismatch(path, expect) is None
+        assert featfile.mismatch(path, featfile.layout(4, **{**kw, "image_ids": False})) is not None
+
+
+def test_a_chunk_of_the_wrong_width_is_refused_naming_the_file(tmp_path):
+    path = featfile.create(tmp_path / "f.h5", files=["a", "b"], job={}, spec={"name": "x"},
+                           arrays={}, pooled_dim=4)
+    w = featfile.Writer(path)
+    try:
+        with pytest.raises(ValueError, match=r"f.h5: 'features' holds rows of shape \(4,\), got "
+                                             r"rows of shape \(5,\) to write"):
+            w.write([0, 1], pooled=np.zeros((2, 5), np.float32))
+        with pytest.raises(ValueError, match=r"'grid' holds rows of shape None"):
+            w.write([0, 1], grid=np.zeros((2, 1, 1, 4), np.float32))
+        assert (w.pending() == [0, 1]).all()  # nothing marked done
+    finally:
+        w.close()
+
+
+def test_a_partial_file_that_is_not_hdf5_is_named(tiny_shapes, tmp_path):
+    (tmp_path / "f.h5.partial").write_text("not HDF5")
+    with pytest.raises(ValueError, match=r"f.h5.partial exists and is not a readable HDF5 file "
+                                         r"\(.*\); remove it to start over"):
+        make_features(tiny_shapes, tmp_path / "f.h5", options=opts())
+
+
 def test_two_worker_processes_write_the_same_rows(shapes_copy, tmp_path):
     one = make_features(shapes_copy, tmp_path / "one.h5", options=opts(dtype="float32"))
     two = make_features(shapes_copy, tmp_path / "two.h5", options=opts(dtype="float32", workers=2))
