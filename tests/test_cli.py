@@ -256,7 +256,8 @@ def test_demo_end_to_end_on_tiny_data(tiny_shapes, tmp_path, monkeypatch, capsys
     from rnncap import config as cfg
 
     shutil.copytree(tiny_shapes, tmp_path / "cache")
-    tiny = cfg.with_overrides(cfg.DEMO, {"data": {"format": "karpathy", "shapes_train_images": None},
+    tiny = cfg.with_overrides(cfg.DEMO, {"data": {"format": "karpathy", "shapes_train_images": None,
+                                                  "shapes_train_two_objects": None},
                                          "model": {"hidden_dim": 16, "wordvec_dim": 8},
                                          "train": {"num_epochs": 1, "batch_size": 50, "val_images": 5}})
     monkeypatch.setattr(cfg, "DEMO", tiny)
