@@ -34,6 +34,7 @@ import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from tokenize import TokenError  # what numpy raises for a garbled .npy header
 from typing import Any
 
 import numpy as np
@@ -294,7 +295,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             try:
                 with np.load(p, allow_pickle=False) as z:
                     ckpt.arrays[rel[:-4]] = {k: z[k] for k in z.files}
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, TokenError) as err:
                 raise CheckpointError(f"checkpoint file {p} cannot be read as arrays: {err}") from None
     return ckpt
 

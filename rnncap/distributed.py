@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from tokenize import TokenError
 
 import numpy as np
 
@@ -222,7 +223,7 @@ def caption_rows(path, grid: bool):
     if path.suffix == ".npy":
         try:
             n = int(np.load(path, mmap_mode="r", allow_pickle=False).shape[0])
-        except (ValueError, OSError, IndexError) as err:
+        except (ValueError, OSError, IndexError, TokenError) as err:  # TokenError: a garbled header
             raise ValueError(f"{path} is not a .npy array file: {err}") from None
         return None, np.arange(n), [f"{path.name}[{i}]" for i in range(n)], []
     from rnncap.data.featfile import caption_rows as file_rows

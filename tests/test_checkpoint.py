@@ -239,6 +239,18 @@ def test_compressed_arrays_are_refused_before_they_are_inflated(tmp_path, rehash
         read_checkpoint(folder)
 
 
+def test_an_array_with_a_garbled_header_is_a_checkpoint_error(tmp_path, rehash):
+    import zipfile
+
+    _, _, contents = _contents()
+    folder = write_checkpoint(tmp_path / "ck", **contents)
+    with zipfile.ZipFile(folder / "weights.npz", "w") as z:  # a header cut inside its dict
+        z.writestr("W.npy", b"\x93NUMPY\x01\x00\x01\x00{")
+    rehash(folder)
+    with pytest.raises(CheckpointError, match=r"weights\.npz cannot be read as arrays"):
+        read_checkpoint(folder)
+
+
 def test_compressed_arrays_in_a_copied_folder_are_refused_too(tmp_path, rehash):
     _, _, contents = _contents()
     src = tmp_path / "extractor"

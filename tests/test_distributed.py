@@ -176,6 +176,14 @@ def test_two_jobs_in_one_process_each_wait_on_their_own_client(tmp_path):
         cluster_a.close()
 
 
+def test_a_garbled_npy_file_to_caption_is_named(tmp_path):
+    from rnncap.distributed import caption_rows
+
+    (tmp_path / "f.npy").write_bytes(b"\x93NUMPY\x01\x00\x01\x00{")  # cut inside its header
+    with pytest.raises(ValueError, match=r"f\.npy is not a \.npy array file"):
+        caption_rows(tmp_path / "f.npy", grid=False)
+
+
 def test_an_unreachable_scheduler_is_one_line_naming_the_address(shapes_copy, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "rnncap", "features", str(shapes_copy), "--out",
                            str(tmp_path / "f.h5"), "--extractor", "randconv", "--extractor-options",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -170,6 +170,10 @@ def test_coco_annotations_load_or_name_the_error_thoroughly(doc, val_doc):
 # ------------------------------------------------------------------ features files
 
 
+#: A .npy file cut inside its header dict.
+GARBLED_NPY = b"\x93NUMPY\x01\x00\x01\x00{"
+
+
 def check_features(content, keyed):
     from rnncap.data.coco import read_keyed_features
     from rnncap.data.karpathy import read_feature_file
@@ -179,8 +183,8 @@ def check_features(content, keyed):
             path = Path(d) / "features.npy"
             path.write_bytes(content)
             a = _loads_or_own_error(read_feature_file, path, path=path)
-            if a is not None:
-                assert a.ndim == 2 and a.dtype.kind in "fiu"
+            if a is not None:  # (I, D) vectors or (I, L, D) grids
+                assert a.ndim in (2, 3) and a.dtype.kind in "fiu"
         else:
             path = Path(d) / "features.npz"
             ids_array, feats = keyed
@@ -195,6 +199,9 @@ def check_features(content, keyed):
 
 @FAST
 @given(content=features_bytes, keyed=st.none() | st.tuples(arrays, arrays))
+@example(content=GARBLED_NPY, keyed=None)  # numpy's header parser raises tokenize.TokenError
+@example(content=b"\x93NUMPY\x01\x00v\x00{'descr':'<f2','fortran_order':False,'shape':(0,1,1),}",
+         keyed=None)  # an empty grid
 def test_features_files_load_or_name_the_error(content, keyed):
     check_features(content, keyed)
 

@@ -16,6 +16,7 @@ This module does NOT know the CS231n or Karpathy layouts, pixels or models.
 import hashlib
 import os
 import re
+from tokenize import TokenError  # what numpy raises for a garbled .npy header
 
 import numpy as np
 
@@ -95,7 +96,7 @@ def read_keyed_features(path):
                 ids, feats = z["image_ids"], z["features"]
         except (MissingKeyError, MemoryEstimateError):
             raise
-        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile, TokenError) as e:
             raise ValueError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
     else:
         from rnncap.data import featfile

@@ -22,6 +22,7 @@ to rnncap.data.features) or models.
 import hashlib
 import json
 import os
+from tokenize import TokenError
 
 import numpy as np
 
@@ -38,7 +39,7 @@ def read_feature_file(path, key="features"):
     if path.endswith(".npy"):
         try:
             a = np.load(path, allow_pickle=False, mmap_mode="r")
-        except (ValueError, EOFError, OSError) as e:
+        except (ValueError, EOFError, OSError, TokenError) as e:  # TokenError: a garbled header
             raise ValueError(f"{path}: not a .npy array file ({type(e).__name__}: {e})") from None
     elif path.endswith((".h5", ".hdf5")):
         from rnncap.data.cs231n import _read_h5, open_h5

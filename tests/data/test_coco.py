@@ -78,3 +78,15 @@ def test_compressed_features_that_would_not_fit_are_refused_before_unpacking(tmp
         read_keyed_features(path)
     np.savez_compressed(path, image_ids=np.arange(3), features=np.ones((3, 4), np.float32))
     assert read_keyed_features(path)[1].shape == (3, 4)  # compressed features are fine
+
+
+def test_a_garbled_array_header_in_the_features_archive_is_named(tmp_path):
+    import zipfile
+
+    from rnncap.data.coco import read_keyed_features
+
+    with zipfile.ZipFile(tmp_path / "f.npz", "w") as z:  # a header cut inside its dict
+        z.writestr("image_ids.npy", b"\x93NUMPY\x01\x00\x01\x00{")
+        z.writestr("features.npy", b"\x93NUMPY\x01\x00\x01\x00{")
+    with pytest.raises(ValueError, match=r"f\.npz: not a readable \.npz file \(TokenError"):
+        read_keyed_features(tmp_path / "f.npz")
