@@ -12,8 +12,8 @@ The extractor comes from the registry of :mod:`rnncap.data.features` by name; on
 fitting (the built-in ``randconv``'s PCA) is fitted first on a seeded sample of the training
 images and stored, fitted, in the file. Rows are computed in chunks, by ``workers`` processes, and
 written as they come (:mod:`rnncap.data.featfile`), so a rerun after a kill continues where the
-file stopped; a partial file of other settings, or whose datasets' shapes and types differ from
-those this run makes, is refused in one line naming the difference. An unreadable image is named; by default the command fails after the readable
+file stopped; a file of other settings, or whose datasets' shapes and types differ from those
+this run makes, is refused in one line naming the difference, whether partial or complete. An unreadable image is named; by default the command fails after the readable
 images are written (a rerun then only retries the unreadable ones), with ``skip_bad`` it is
 recorded as skipped and the loaders leave it out.
 
@@ -279,7 +279,7 @@ def _read_attrs(path, remedy):
 
 
 def _layout_mismatch(path, images, opts):
-    """How a partial file's datasets differ from those this run would create (its extractor's
+    """How a features file's datasets differ from those this run would create (its extractor's
     widths, the dtype, one row per image), in words; None when they agree. Same flags do not
     guarantee the same layout: the file may come from another version of rnncap."""
     saved = featfile.read_extractor(path)
@@ -327,6 +327,10 @@ def make_features(source, out=None, *, image_root=None, options=None, on_chunk=N
     job = _job(images, opts)
     if os.path.exists(out):
         attrs = _read_attrs(out, "or choose another --out")
+        differs = attrs and attrs.get("job") == job and _layout_mismatch(out, images, opts)
+        if differs:
+            raise FileExistsError(f"{out} exists and holds features made with other settings: "
+                                  f"{differs}; remove it or choose another --out")
         if attrs and attrs.get("job") == job:
             return {"out": out, "images": len(images.files), "computed": 0,
                     "skipped": attrs.get("skipped", []), "seconds": 0.0, "up_to_date": True}

@@ -226,6 +226,23 @@ def test_a_partial_file_of_another_layout_is_named_with_the_dataset_and_shapes(
     assert partial.read_bytes() == before  # left as it was
 
 
+def test_a_complete_file_of_another_layout_is_not_reported_complete(grid_partial, tiny_shapes,
+                                                                   tmp_path):
+    import h5py
+
+    shutil.copy(grid_partial, tmp_path / "f.h5")
+    with h5py.File(tmp_path / "f.h5", "r+") as f:  # complete, its grid 32 numbers a cell
+        f["status"][:] = featfile.DONE
+        f.attrs["complete"] = True
+        del f["grid"]
+        f.create_dataset("grid", (100, 3, 3, 32), dtype="float16")
+    with pytest.raises(FileExistsError) as err:
+        make_features(tiny_shapes, tmp_path / "f.h5", options=opts(grid=True))
+    assert str(err.value) == (f"{tmp_path / 'f.h5'} exists and holds features made with other "
+                              f"settings: its 'grid' is float16 (100, 3, 3, 32), expected float16 "
+                              f"(100, 3, 3, 47); remove it or choose another --out")
+
+
 def test_the_layout_check_agrees_with_the_files_create_makes(tmp_path):
     for kw in ({"pooled_dim": 5}, {"grid_shape": (2, 2, 3), "dtype": "float32"},
                {"pooled_dim": 4, "grid_shape": (7, 7, 2), "image_ids": [10, 11, 12]}):
