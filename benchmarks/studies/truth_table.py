@@ -1,6 +1,6 @@
 """The markdown tables of docs/results.md's demo-recipe section, from truth_recipe.py's JSON files.
 
-    .venv/bin/python benchmarks/studies/truth_table.py base pt-cos ...
+    .venv/bin/python benchmarks/studies/truth_table.py base pt-cos ... [--decoding greedy,beam-5]
 
 One row per experiment and decoding: test truth, truth by caption kind (true / captions of that
 kind: one object, one object with a place, a list, a list with places, a relation, a count),
@@ -24,7 +24,7 @@ def cell(d):
     return f"{d['true']}/{d['n']}" if d and d["n"] else "–"
 
 
-def main(names):
+def main(names, decodings=None):
     rows, mistakes = [], []
     head = ("| experiment | decoding | truth | " + " | ".join(KINDS)
             + " | 1-object pictures | 2-object pictures | CPU s: data / train / decode |")
@@ -33,6 +33,8 @@ def main(names):
     for name in names:
         r = json.loads((OUT / f"{name}.json").read_text())
         for dec, res in r["results"].items():
+            if decodings and dec not in decodings:
+                continue
             rows.append(f"| {name} | {dec} | **{res['truth']:.3f}** | "
                         + " | ".join(cell(res["by_kind"].get(k)) for k in KINDS)
                         + f" | {cell(res['by_objects'].get('1'))} | {cell(res['by_objects'].get('2'))}"
@@ -49,4 +51,11 @@ def main(names):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("names", nargs="+", help="experiment names (their JSON files in out/truth)")
+    p.add_argument("--decoding", default=None,
+                   help="comma-separated decodings to show (default: every one in the files)")
+    a = p.parse_args()
+    main(a.names, a.decoding.split(",") if a.decoding else None)
