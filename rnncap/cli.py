@@ -94,17 +94,34 @@ def _decode_flags(parser: argparse.ArgumentParser) -> None:
                         help="beam search length penalty alpha (default: 0, none)")
 
 
+def _flag(part: str, name: str) -> str:
+    """The flag of config field part.name (see _add_config_flags)."""
+    return _FLAG_NAMES.get((part, name), "--" + name.replace("_", "-"))
+
+
+def _preset_flags(preset: "cfg.RunConfig") -> str:
+    """The flags that turn the defaults into `preset`: every field whose value differs."""
+    out = []
+    default = cfg.RunConfig()
+    for part in dataclasses.fields(cfg.RunConfig):
+        mine, base = getattr(preset, part.name), getattr(default, part.name)
+        for f in dataclasses.fields(mine):
+            value = getattr(mine, f.name)
+            if value == getattr(base, f.name):
+                continue
+            flag = _flag(part.name, f.name)
+            if isinstance(value, bool):
+                out.append(flag if value else "--no-" + flag[2:])
+            else:
+                out.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
+    return " ".join(out)
+
+
 def _presets_help() -> str:
     """The presets `train --preset` takes, each described from its own config."""
     lines = ["presets (--preset NAME; flags and --config apply on top):"]
     for name, preset in cfg.PRESETS.items():
-        m, t = preset.model, preset.train
-        text = (f"{name}: {cfg.PRESET_HELP[name]}: --cell {m.cell_type} --wordvec-dim "
-                f"{m.wordvec_dim} --hidden-dim {m.hidden_dim} "
-                f"--{'' if m.image_every_step else 'no-'}image-every-step --update-rule "
-                f"{t.update_rule} --lr {t.learning_rate:g} --lr-decay {t.lr_decay:g} --batch-size "
-                f"{t.batch_size} --epochs {t.num_epochs} --grad-clip {t.grad_clip} "
-                f"--val-images {t.val_images} --format {preset.data.format}")
+        text = f"{name}: {cfg.PRESET_HELP[name]}: {_preset_flags(preset)}"
         lines += textwrap.wrap(text, 90, initial_indent="  ", subsequent_indent="      ")
     return "\n".join(lines)
 
