@@ -197,5 +197,9 @@ def from_checkpoint(doc: dict, arrays: dict, source: str = "checkpoint") -> Feat
     if mean.ndim != 1 or var.shape != mean.shape or not (var > 0).all():
         raise ValueError(f"{source}: feature statistics have shapes {mean.shape} and {var.shape}; "
                          f"expected two equal (D,) vectors with positive variances")
+    # NaN would make every distance NaN, and a NaN or infinite threshold would flag nothing.
+    if not (np.isfinite(mean).all() and np.isfinite(var).all() and np.isfinite(threshold)):
+        raise ValueError(f"{source}: feature statistics hold NaN or infinite values (threshold "
+                         f"{threshold}); expected finite numbers")
     info = {k: v for k, v in doc.items() if k != "threshold"}
     return FeatureStats(mean, var, threshold, info)

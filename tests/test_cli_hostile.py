@@ -291,3 +291,42 @@ def test_extractor_option_of_zero_is_refused_not_divided_by(run, tiny_shapes, tm
     image = sorted((tiny_shapes / "images" / "test").glob("*.png"))[0]
     assert main(["caption", str(copy), str(image)]) == 1
     assert says in _error(capsys, "caption")
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("truncated", "arrays.npz"), ("pickled", "arrays.npz: cannot be read (ValueError: Object arrays"),
+    ("no mean", "arrays.npz: missing array(s) mean"), ("bad json", "extractor.json: not valid JSON"),
+    ("missing", "arrays.npz"), ("not utf-8", "extractor.json: not valid JSON (UnicodeDecodeError")])
+def test_damaged_extractor_in_a_checkpoint_is_named_in_one_line(run, tiny_shapes, tmp_path, rehash,
+                                                                capsys, kind, says):
+    """`caption` loads the checkpoint's feature extractor: its damage is named in one line, never
+    a traceback, whether the manifest was re-signed after the damage (then the extractor's loader
+    finds it) or not (then the checkpoint's hashes do)."""
+    from rnncap.checkpoint import resolve
+
+    copy = shutil.copytree(run, tmp_path / "run")
+    folder = resolve(copy)
+    npz, spec = folder / "extractor" / "arrays.npz", folder / "extractor" / "extractor.json"
+    if kind == "truncated":
+        npz.write_bytes(npz.read_bytes()[:300])
+    elif kind == "pickled":
+        np.savez(npz, **{**dict(np.load(npz)), "filters": np.array([None], dtype=object)})
+    elif kind == "no mean":
+        np.savez(npz, **{k: v for k, v in np.load(npz).items() if k != "mean"})
+    elif kind == "bad json":
+        spec.write_text('{"name": "randconv", "options": {')
+    elif kind == "not utf-8":
+        spec.write_bytes(b'{"name": "\xff"}')
+    else:
+        npz.unlink()
+        manifest = json.loads((folder / "manifest.json").read_text())
+        del manifest["files"]["extractor/arrays.npz"]
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+    damaged = spec if "json" in kind or "utf" in kind else npz
+    image = sorted((tiny_shapes / "images" / "test").glob("*.png"))[0]
+    assert main(["caption", str(copy), str(image)]) == 1
+    assert str(damaged) in _error(capsys, "caption")
+    rehash(folder)
+    assert main(["caption", str(copy), str(image)]) == 1
+    line = _error(capsys, "caption")
+    assert str(folder / "extractor") in line and says in line, line

@@ -65,6 +65,11 @@ def test_checkpoint_form_round_trips_and_bad_arrays_are_named():
         ood.from_checkpoint(doc, {"mean": arrays["mean"], "var": arrays["var"][:2]}, "ckpt/feature_stats")
     with pytest.raises(ValueError, match="feature statistics are incomplete"):
         ood.from_checkpoint(doc, {"mean": arrays["mean"]})
+    # NaN makes every distance NaN and a NaN or infinite threshold flags nothing: both refused
+    for bad_doc, bad_arrays in [({**doc, "threshold": math.nan}, arrays), ({**doc, "threshold": math.inf}, arrays),
+                                (doc, {**arrays, "mean": arrays["mean"] * np.nan})]:
+        with pytest.raises(ValueError, match="ckpt/feature_stats: feature statistics hold NaN or infinite"):
+            ood.from_checkpoint(bad_doc, bad_arrays, "ckpt/feature_stats")
 
 
 def test_a_grid_is_scored_by_its_mean_over_cells():

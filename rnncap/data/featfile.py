@@ -248,18 +248,41 @@ def read_attrs(path):
         out = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
     for k in ("job", "preprocessing", "skipped"):
         if isinstance(out.get(k), str):
-            out[k] = json.loads(out[k])
+            out[k] = _json_attr(out[k], path, f"attribute '{k}'")
     return out
 
 
+def _json_attr(text, path, what):
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise ValueError(f"{path}: {what} is not valid JSON ({type(err).__name__}: {err})") from None
+
+
 def read_extractor(path):
-    """(spec, arrays) of the extractor stored in a features file, or None if it has none."""
+    """(spec, arrays) of the extractor stored in a features file, or None if it has none.
+
+    Raises:
+        ValueError naming the file when the group is not what ``create`` writes: a JSON object
+        in attribute ``spec`` and one numeric dataset per array.
+    """
     h5py = _h5py()
     with h5py.File(os.fspath(path), "r") as f:
         if "extractor" not in f:
             return None
         g = f["extractor"]
-        return json.loads(g.attrs["spec"]), {k: g[k][()] for k in g.keys()}
+        if not isinstance(g, h5py.Group) or not isinstance(g.attrs.get("spec"), str):
+            raise ValueError(f"{path}: 'extractor' must be a group with a JSON attribute 'spec' "
+                             f"and one dataset per array, as `rnncap features` writes it")
+        spec = _json_attr(g.attrs["spec"], path, "the extractor's attribute 'spec'")
+        if not isinstance(spec, dict):
+            raise ValueError(f"{path}: the extractor's attribute 'spec' must be a JSON object, "
+                             f"got {type(spec).__name__}")
+        arrays = {k: _dataset(g, k, f"{path}: extractor") for k in g.keys()}
+    for k, a in arrays.items():
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"{path}: the extractor's array '{k}' has dtype {a.dtype}; expected numbers")
+    return spec, arrays
 
 
 def read_status(path):

@@ -40,6 +40,8 @@ ground truth, or any data format; it sees pixels and file paths.
 
 import json
 import os
+import zipfile
+from tokenize import TokenError  # what numpy raises for a garbled .npy header
 
 import numpy as np
 
@@ -75,37 +77,74 @@ def load_extractor(folder):
     """Load an extractor saved with ``save(folder)``.
 
     Raises:
-        FileNotFoundError / ValueError naming the folder and what is wrong.
+        FileNotFoundError / ValueError naming the file and what is wrong (see :func:`read_saved`).
     """
     folder = os.fspath(folder)
-    spec_path = os.path.join(folder, SPEC_FILE)
-    arrays_path = os.path.join(folder, ARRAYS_FILE)
-    for p in (spec_path, arrays_path):
-        if not os.path.isfile(p):
-            raise FileNotFoundError(f"feature extractor file not found: {p}")
-    with open(spec_path, encoding="utf-8") as f:
-        try:
-            spec = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{spec_path}: not valid JSON ({e})") from None
-    if not isinstance(spec, dict):
-        raise ValueError(f"{spec_path}: expected a JSON object, got {type(spec).__name__}")
+    spec, arrays = read_saved(folder)
     name = spec.get("name")
     if not isinstance(name, str) or not _registered(name):
-        raise ValueError(f"{spec_path}: unknown extractor name {name!r}; known: {sorted(set(_REGISTRY) | set(_ELSEWHERE))}")
-    with np.load(arrays_path, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
+        raise ValueError(f"{os.path.join(folder, SPEC_FILE)}: unknown extractor name {name!r}; "
+                         f"known: {sorted(set(_REGISTRY) | set(_ELSEWHERE))}")
     return _REGISTRY[name].from_saved(spec, arrays, source=folder)
 
 
 def read_saved(folder):
-    """(spec, arrays) of an extractor folder written by ``save``, unvalidated."""
+    """(spec, arrays) of an extractor folder written by ``save``.
+
+    Only the files' form is checked here: ``extractor.json`` is a JSON object, ``arrays.npz`` an
+    uncompressed archive of numeric arrays (as ``np.savez`` writes it), read without pickle. What
+    they mean is the extractor class's ``from_saved``'s to check.
+
+    Raises:
+        FileNotFoundError: a file is missing (named).
+        ValueError: a file is damaged; the message names it and what was expected.
+    """
     folder = os.fspath(folder)
-    with open(os.path.join(folder, SPEC_FILE), encoding="utf-8") as f:
-        spec = json.load(f)
-    with np.load(os.path.join(folder, ARRAYS_FILE), allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    return spec, arrays
+    return _read_spec(os.path.join(folder, SPEC_FILE)), _read_arrays(os.path.join(folder, ARRAYS_FILE))
+
+
+def _read_spec(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"feature extractor file not found: {path}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = json.load(f)
+    except (ValueError, RecursionError) as e:  # ValueError: bad JSON, or bytes that are not UTF-8
+        raise ValueError(f"{path}: not valid JSON ({type(e).__name__}: {e}); expected the feature "
+                         f"extractor's specification, a JSON object") from None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{path}: expected a JSON object (the feature extractor's specification), "
+                         f"got {type(spec).__name__}")
+    return spec
+
+
+def _read_arrays(path):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"feature extractor file not found: {path}")
+    expected = "expected an uncompressed .npz archive of numeric arrays, as an extractor's save() writes it"
+    unreadable = (ValueError, OSError, EOFError, zipfile.BadZipFile, TokenError)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            members = zf.infolist()
+    except unreadable as e:
+        raise ValueError(f"{path}: not a readable .npz archive ({type(e).__name__}: {e}); "
+                         f"{expected}") from None
+    # Checked before anything is unpacked: an edited archive whose compressed member inflates
+    # to gigabytes is refused by its header, not by running out of memory.
+    size = os.path.getsize(path)
+    for info in members:
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size > size:
+            raise ValueError(f"{path}: member {info.filename} is compressed ({info.file_size} "
+                             f"bytes unpacked); {expected}")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except unreadable as e:  # a truncated member, a bad CRC, a garbled header, pickled objects
+        raise ValueError(f"{path}: cannot be read ({type(e).__name__}: {e}); {expected}") from None
+    for key, a in arrays.items():
+        if a.dtype.kind not in "biuf":
+            raise ValueError(f"{path}: array '{key}' has dtype {a.dtype}; {expected}")
+    return arrays
 
 
 def save_spec(folder, spec, arrays):
@@ -377,11 +416,13 @@ class RandomConvExtractor:
 
     @classmethod
     def from_saved(cls, spec, arrays, source="extractor"):
+        missing = [key for key in ("filters", "mean", "components") if key not in arrays]
+        if missing:
+            raise ValueError(f"{source}/{ARRAYS_FILE}: missing array(s) {', '.join(missing)} "
+                             f"(it holds: {', '.join(sorted(arrays)) or 'nothing'}); a saved "
+                             f"{cls.name} extractor has filters, mean and components")
         try:
             options = spec["options"]
-            for key in ("filters", "mean", "components"):
-                if key not in arrays:
-                    raise KeyError(key)
             # integer options, and the saved filters' shape, before the seeded filters are made
             if not isinstance(options, dict) or not all(
                     isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in options.values()):
@@ -402,6 +443,10 @@ class RandomConvExtractor:
             if arrays[key].shape != shape:
                 raise ValueError(f"{source}/{ARRAYS_FILE}: '{key}' has shape {arrays[key].shape}, "
                                  f"expected {shape}")
+        for key in ("filters", "mean", "components", "grid_mean", "grid_scale"):
+            if key in arrays and not np.isfinite(arrays[key]).all():
+                raise ValueError(f"{source}/{ARRAYS_FILE}: '{key}' holds NaN or infinite values; "
+                                 f"expected finite numbers")
         # the saved filters are authoritative (they also equal the seeded ones)
         ex.filters = arrays["filters"].astype(np.float32)
         ex.mean = arrays["mean"].astype(np.float32)
@@ -517,7 +562,7 @@ def cached_split_features(cache_root, split_paths, *, key="", name="randconv", o
     grid_files = {s: os.path.join(folder, f"{s}-grid.npy") for s in split_paths} if has_grid else {}
     wanted = grid_files if grid else files
     if all(os.path.isfile(f) for f in [*files.values(), *grid_files.values()]):
-        feats = {s: np.load(f, allow_pickle=False) for s, f in wanted.items()}
+        feats = {s: _load_cached(f, folder) for s, f in wanted.items()}
         return feats, os.path.join(folder, "extractor")
     extractor = make_extractor(name, **options)
     if has_grid:
@@ -543,3 +588,16 @@ def cached_split_features(cache_root, split_paths, *, key="", name="randconv", o
         for s, f in grids.items():
             atomic.write_with(tmp / f"{s}-grid.npy", lambda fh, a=f: np.save(fh, a))
     return (grids if grid else feats), os.path.join(folder, "extractor")
+
+
+def _load_cached(path, folder):
+    """A cached features file as a float32 array, or a ValueError that names it and says what to do."""
+    try:
+        a = np.load(path, allow_pickle=False)
+        if a.dtype != np.float32 or a.ndim < 2:
+            raise ValueError(f"holds {a.dtype} {a.shape}")
+    except (ValueError, OSError, EOFError, TokenError) as e:
+        raise ValueError(f"{path}: damaged features cache ({type(e).__name__}: {e}); expected a "
+                         f"float32 .npy array with one row per image; delete {folder} to "
+                         f"compute the features again") from None
+    return a

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncap.data.features import _save_folder, make_extractor, register_extractor
+from rnncap.data.features import SPEC_FILE, _save_folder, make_extractor, register_extractor
 from rnncap.vision.efficientnet import WEIGHTS_PACKAGE, WEIGHTS_SHA256, EfficientNetLite0
 from rnncap.vision.image import open_rgb
 from rnncap.vision.preprocess import Preprocessing, crop_resize, prepare
@@ -142,11 +142,15 @@ class EfficientNetExtractor:
     @classmethod
     def from_saved(cls, spec, arrays=None, source="extractor"):
         try:
-            weights = spec["weights"]
-            return cls(output=spec["output"], preprocessing=spec["preprocessing"],
+            weights, preprocessing = spec["weights"], spec["preprocessing"]
+            if not isinstance(weights, dict) or not isinstance(preprocessing, dict):
+                raise TypeError("weights and preprocessing must be JSON objects")
+            return cls(output=spec["output"], preprocessing=preprocessing,
                        weights_sha256=weights["sha256"])
         except (KeyError, TypeError) as e:
             raise ValueError(f"{source}: saved backbone is incomplete or malformed ({e})") from None
+        except ValueError as e:  # a value the backbone refuses: the message says which
+            raise ValueError(f"{source}/{SPEC_FILE}: {e}") from None
 
 
 def make_backbone(name: str, *, output: str = "pooled", **options):

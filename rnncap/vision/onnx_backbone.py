@@ -32,7 +32,7 @@ import os
 
 import numpy as np
 
-from rnncap.data.features import _save_folder, register_extractor
+from rnncap.data.features import SPEC_FILE, _save_folder, register_extractor
 from rnncap.vision.image import open_rgb
 from rnncap.vision.preprocess import Preprocessing, crop_resize, prepare
 from rnncap.atomic import sha256_file
@@ -215,7 +215,11 @@ class OnnxExtractor:
     @classmethod
     def from_saved(cls, spec, arrays=None, source="extractor"):
         try:
+            if not isinstance(spec["preprocessing"], dict):
+                raise TypeError("preprocessing must be a JSON object")
             return cls(path=spec["path"], output=spec["output"], layout=spec["layout"],
                        preprocessing=spec["preprocessing"], sha256=spec["sha256"])
         except (KeyError, TypeError) as e:
             raise ValueError(f"{source}: saved ONNX backbone is incomplete or malformed ({e})") from None
+        except ValueError as e:  # a value the backbone refuses: the message says which
+            raise ValueError(f"{source}/{SPEC_FILE}: {e}") from None

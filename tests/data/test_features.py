@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -137,6 +139,107 @@ def test_unfitted_and_malformed_extractors(tmp_path):
     np.savez(tmp_path / "ex" / "arrays.npz", **z)
     with pytest.raises(ValueError, match="components.*shape"):
         load_extractor(tmp_path / "ex")
+
+
+def _damage(folder, kind):
+    """Damage a saved extractor folder in one of the ways a disk, a copy or an editor does."""
+    npz, spec = folder / "arrays.npz", folder / "extractor.json"
+    data = npz.read_bytes()
+    if kind == "truncated npz":
+        npz.write_bytes(data[:len(data) // 2])
+    elif kind == "garbage npz":
+        npz.write_bytes(bytes(range(256)) * 8)
+    elif kind == "empty npz":
+        npz.write_bytes(b"")
+    elif kind == "missing npz":
+        npz.unlink()
+    elif kind == "flipped byte":  # inside the first array's data: the zip's CRC no longer matches
+        i = data.index(b"NUMPY") + 200
+        npz.write_bytes(data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:])
+    elif kind == "pickled array":
+        arrays = dict(np.load(npz))
+        np.savez(npz, **{**arrays, "mean": np.array([{"x": 1}], dtype=object)})
+    elif kind == "compressed npz":
+        np.savez_compressed(npz, **dict(np.load(npz)))
+    elif kind == "text array":
+        arrays = dict(np.load(npz))
+        np.savez(npz, **{**arrays, "mean": np.full(arrays["mean"].shape, "x")})
+    elif kind == "NaN array":
+        arrays = dict(np.load(npz))
+        np.savez(npz, **{**arrays, "components": arrays["components"] * np.nan})
+    elif kind == "missing array":
+        np.savez(npz, **{k: v for k, v in np.load(npz).items() if k != "mean"})
+    elif kind == "malformed json":
+        spec.write_text('{"name": "randconv", ')
+    elif kind == "json not utf-8":
+        spec.write_bytes(b"\xff\xfe{}")
+    elif kind == "json nested too deeply":
+        spec.write_text("[" * 100_000 + "]" * 100_000)
+    elif kind == "json list":
+        spec.write_text("[1, 2]")
+    elif kind == "missing json":
+        spec.unlink()
+    else:
+        raise AssertionError(kind)
+
+
+DAMAGE = {  # kind -> (the file the message names, what it says)
+    "truncated npz": ("arrays.npz", "not a readable .npz archive"),
+    "garbage npz": ("arrays.npz", "not a readable .npz archive"),
+    "empty npz": ("arrays.npz", "not a readable .npz archive"),
+    "missing npz": ("arrays.npz", "feature extractor file not found"),
+    "flipped byte": ("arrays.npz", "cannot be read (BadZipFile: Bad CRC-32"),
+    "pickled array": ("arrays.npz", "cannot be read (ValueError: Object arrays cannot be loaded"),
+    "compressed npz": ("arrays.npz", "member filters.npy is compressed"),
+    "text array": ("arrays.npz", "array 'mean' has dtype <U1"),
+    "NaN array": ("arrays.npz", "'components' holds NaN or infinite values"),
+    "missing array": ("arrays.npz", "missing array(s) mean"),
+    "malformed json": ("extractor.json", "not valid JSON (JSONDecodeError"),
+    "json not utf-8": ("extractor.json", "not valid JSON (UnicodeDecodeError"),
+    "json nested too deeply": ("extractor.json", "not valid JSON (RecursionError"),
+    "json list": ("extractor.json", "expected a JSON object"),
+    "missing json": ("extractor.json", "feature extractor file not found"),
+}
+
+
+@pytest.mark.parametrize("kind", DAMAGE)
+def test_a_damaged_saved_extractor_is_named_in_one_line(tmp_path, kind):
+    from rnncap.data.features import read_saved
+
+    fitted().save(tmp_path / "ex")
+    _damage(tmp_path / "ex", kind)
+    name, says = DAMAGE[kind]
+    # read_saved checks the files' form; only the extractor's from_saved knows which arrays it needs
+    meaning = kind in ("missing array", "NaN array")
+    for load in (load_extractor,) if meaning else (load_extractor, read_saved):
+        with pytest.raises((ValueError, FileNotFoundError)) as info:
+            load(tmp_path / "ex")
+        message = str(info.value)
+        assert str(tmp_path / "ex" / name) in message and says in message, message
+        assert "\n" not in message and message.count(str(tmp_path)) == 1, message
+    if not meaning:
+        assert "expected" in message or "not found" in message, message
+
+
+def test_a_damaged_features_cache_is_named_with_what_to_do(tmp_path):
+    from rnncap.data.features import cached_split_features
+
+    paths = {"train": [tmp_path / f"{i}.png" for i in range(4)]}
+    for i, p in enumerate(paths["train"]):
+        Image.fromarray(images(1, seed=i)[0]).save(p)
+    options = {"image_size": 16, "num_filters": 4, "filter_size": 3, "grid": 2, "pca_dim": 4}
+    feats, ex_dir = cached_split_features(tmp_path / "cache", paths, key="k", options=options)
+    cached = tmp_path / "cache" / os.path.basename(os.path.dirname(ex_dir)) / "train.npy"
+    data = cached.read_bytes()
+    cached.write_bytes(data[:len(data) - 8])
+    with pytest.raises(ValueError) as info:
+        cached_split_features(tmp_path / "cache", paths, key="k", options=options)
+    message = str(info.value)
+    assert message.startswith(f"{cached}: damaged features cache") and "\n" not in message, message
+    assert f"delete {cached.parent} to compute the features again" in message, message
+    np.save(cached, feats["train"].astype(np.float64))  # whole, but not what rnncap writes
+    with pytest.raises(ValueError, match=r"damaged features cache \(ValueError: holds float64"):
+        cached_split_features(tmp_path / "cache", paths, key="k", options=options)
 
 
 def test_registry_is_pluggable(tmp_path):

@@ -253,6 +253,28 @@ def test_the_layout_check_agrees_with_the_files_create_makes(tmp_path):
         assert featfile.mismatch(path, featfile.layout(4, **{**kw, "image_ids": False})) is not None
 
 
+@pytest.mark.parametrize("edit, says", [
+    (lambda f: f.attrs.__setitem__("job", "{bad"), "attribute 'job' is not valid JSON"),
+    (lambda f: f["extractor"].attrs.__setitem__("spec", "{bad"), "attribute 'spec' is not valid JSON"),
+    (lambda f: f["extractor"].attrs.__setitem__("spec", "[1]"), "attribute 'spec' must be a JSON object"),
+    (lambda f: f["extractor"].attrs.__delitem__("spec"), "'extractor' must be a group with a JSON attribute"),
+    (lambda f: f["extractor"].create_group("mean"), "extractor: 'mean' must be an array"),
+    (lambda f: f["extractor"].__setitem__("mean", np.array(["x"], "S")), "array 'mean' has dtype |S1"),
+], ids=["job not JSON", "spec not JSON", "spec a list", "no spec", "array a group", "array of text"])
+def test_edited_provenance_of_a_features_file_is_named(tmp_path, edit, says):
+    """The extractor a features file keeps is read as carefully as a saved extractor folder."""
+    import h5py
+
+    path = featfile.create(tmp_path / "f.h5", files=["a"], job={"a": 1}, spec={"name": "x"},
+                           arrays={"filters": np.ones((2, 2), np.float32)}, pooled_dim=2)
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    with pytest.raises(ValueError) as info:
+        featfile.read_attrs(path)
+        featfile.read_extractor(path)
+    assert str(info.value).startswith(f"{path}: ") and says in str(info.value), str(info.value)
+
+
 def test_a_chunk_of_the_wrong_width_is_refused_naming_the_file(tmp_path):
     path = featfile.create(tmp_path / "f.h5", files=["a", "b"], job={}, spec={"name": "x"},
                            arrays={}, pooled_dim=4)

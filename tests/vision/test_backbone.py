@@ -57,8 +57,12 @@ def test_saved_specs_with_other_weights_or_garbage_are_refused(tmp_path):
         EfficientNetExtractor.from_saved({**spec, "weights": {"sha256": "0" * 64}}, {})
     with pytest.raises(ValueError, match="ex: saved backbone is incomplete"):
         EfficientNetExtractor.from_saved({"name": "efficientnet-lite0"}, {}, source="ex")
-    with pytest.raises(ValueError, match="malformed preprocessing"):
-        EfficientNetExtractor.from_saved({**spec, "preprocessing": {"size": -3}}, {})
+    with pytest.raises(ValueError, match="ex/extractor.json: preprocessing: malformed preprocessing"):
+        EfficientNetExtractor.from_saved({**spec, "preprocessing": {"size": -3}}, {}, source="ex")
+    with pytest.raises(ValueError, match="ex: saved backbone is incomplete or malformed"):
+        EfficientNetExtractor.from_saved({**spec, "preprocessing": "bicubic"}, {}, source="ex")
+    with pytest.raises(ValueError, match="ex/extractor.json: backbone output must be one of"):
+        EfficientNetExtractor.from_saved({**spec, "output": "fc7"}, {}, source="ex")
     with pytest.raises(ValueError, match="backbone output must be one of"):
         make_backbone("efficientnet-lite0", output="fc7")
     with pytest.raises(ValueError, match="unknown feature extractor 'vgg16'"):
