@@ -360,16 +360,6 @@ class RandomConvExtractor:
         """uint8 images (N, H, W, 3) of any size -> float32 grid features (N, L, D_grid)."""
         return self.grid_from_raw(self.raw_features(images))
 
-    def extract_grid(self, images):
-        """uint8 (N, H, W, 3) -> float32 (N, g, g, 4K): the pooled responses of each grid cell.
-
-        The raw features before PCA, kept per cell (mean and max of ReLU(z) and ReLU(-z) for
-        each filter), for models that look at places in the image rather than at one vector.
-        """
-        g = self.options["grid"]
-        raw = self.raw_features(images)  # (N, g*g*K*4), cell-major
-        return raw.reshape(raw.shape[0], g, g, -1)
-
     def fit(self, raw):
         """Fit the PCA on raw training features (N, raw_dim); returns self."""
         raw = np.asarray(raw, dtype=np.float32)
