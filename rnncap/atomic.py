@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
 __all__ = ["sha256_file", "write_bytes", "write_text", "write_with", "atomic_folder", "fsync_dir",
-           "temp_name", "remove_stale", "remove_tree"]
+           "rename_durably", "temp_name", "remove_stale", "remove_tree"]
 
 _TMP = ".tmp-"
 
@@ -59,6 +59,23 @@ def fsync_dir(folder: str | Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def rename_durably(src: str | Path, dst: str | Path) -> Path:
+    """Rename the finished, closed file `src` to `dst` so that it survives a power loss whole.
+
+    Its bytes are synced before the rename (else the new name could point at a file whose data
+    never reached the disk), and the folder after it (else the rename itself could be lost).
+    """
+    src, dst = Path(src), Path(dst)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(src, dst)
+    fsync_dir(dst.parent)
+    return dst
 
 
 def write_with(path: str | Path, write: Callable[[BinaryIO], object]) -> Path:

@@ -229,8 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     s.add_argument("--max-upload-mb", type=float, default=10.0,
                    help="largest upload accepted, in MiB; bigger ones get 413 (default: 10)")
-    s.add_argument("--max-pixels", type=int, default=40_000_000,
-                   help="largest picture accepted, width x height; bigger ones get 400 (default: 40000000)")
+    from rnncap.serve import MAX_PIXELS as SERVE_MAX_PIXELS
+    from rnncap.vision.image import MAX_PIXELS
+
+    s.add_argument("--max-pixels", type=int, default=SERVE_MAX_PIXELS,
+                   help=f"largest picture accepted, width x height; bigger ones get 400 (default: "
+                        f"{SERVE_MAX_PIXELS}, stricter than the {MAX_PIXELS} pixels rnncap reads "
+                        f"from files, since a server decodes several uploads at once; at most {MAX_PIXELS})")
     s.add_argument("--max-batch", type=int, default=32,
                    help="most concurrent requests decoded together (1: one at a time; default: 32)")
     from rnncap import cli_features
@@ -558,8 +563,13 @@ def _cmd_serve(args) -> int:
 
     if not 0 < args.port < 65536:
         raise ValueError(f"--port must be between 1 and 65535, got {args.port}")
+    from rnncap.vision.image import MAX_PIXELS
+
     if args.max_upload_mb <= 0 or args.max_pixels < 1 or args.max_batch < 1:
         raise ValueError("--max-upload-mb, --max-pixels and --max-batch must be positive")
+    if args.max_pixels > MAX_PIXELS:  # the loader would refuse what the header check let through
+        raise ValueError(f"--max-pixels {args.max_pixels:,} is above {MAX_PIXELS:,}, the most pixels "
+                         f"rnncap's image loader decodes; choose at most {MAX_PIXELS}")
     try:
         serve(args.checkpoint, args.host, args.port, max_upload_mb=args.max_upload_mb,
               max_pixels=args.max_pixels, max_batch=args.max_batch)

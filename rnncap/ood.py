@@ -191,9 +191,13 @@ def from_checkpoint(doc: dict, arrays: dict, source: str = "checkpoint") -> Feat
     """Inverse of :func:`to_checkpoint`; a ValueError naming ``source`` if anything is off."""
     try:
         mean, var = np.asarray(arrays["mean"], np.float64), np.asarray(arrays["var"], np.float64)
-        threshold = float(doc["threshold"])
+        threshold = doc["threshold"]
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{source}: feature statistics are incomplete ({err})") from None
+    # JSON's true would pass float() as 1.0, and a string as its number: only numbers are thresholds
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+        raise ValueError(f"{source}: feature statistics' threshold is {threshold!r:.40}; expected a number")
+    threshold = float(threshold)
     if mean.ndim != 1 or var.shape != mean.shape or not (var > 0).all():
         raise ValueError(f"{source}: feature statistics have shapes {mean.shape} and {var.shape}; "
                          f"expected two equal (D,) vectors with positive variances")

@@ -188,8 +188,11 @@ def restore(path: str | Path) -> Restored:
     if "feature_stats" in ckpt.documents:
         from rnncap import ood
 
-        stats = ood.from_checkpoint(ckpt.documents["feature_stats"], ckpt.arrays.get("feature_stats", {}),
-                                    source=f"{ckpt.folder}/feature_stats")
+        try:
+            stats = ood.from_checkpoint(ckpt.documents["feature_stats"], ckpt.arrays.get("feature_stats", {}),
+                                        source=f"{ckpt.folder}/feature_stats")
+        except ValueError as err:  # the message names the file; the type says a checkpoint is damaged
+            raise CheckpointError(str(err)) from None
         if stats.mean.shape[0] != model.input_dim:
             raise CheckpointError(f"{ckpt.folder}/feature_stats.npz has {stats.mean.shape[0]}-d statistics, "
                                   f"the model reads {model.input_dim}-d features")

@@ -48,3 +48,26 @@ def _thread_count_restored():
     set_threads(default_threads())
     yield
     set_threads(default_threads())
+
+
+@pytest.fixture
+def recorded_syncs(monkeypatch):
+    """A list that gets ("fsync", path) for every os.fsync and ("replace", src, dst) for every
+    os.replace from now on (an fsync'ed descriptor named by the path /proc gives for it)."""
+    import os
+
+    if not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to name a file descriptor")
+    events, fsync, replace = [], os.fsync, os.replace
+
+    def recording_fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        fsync(fd)
+
+    def recording_replace(src, dst):
+        events.append(("replace", os.fspath(src), os.fspath(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    return events

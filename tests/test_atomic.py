@@ -79,6 +79,16 @@ def test_remove_stale_removes_dead_writers_leftovers_only(tmp_path):
     assert _names(tmp_path) == sorted([live.name, "data"])
 
 
+def test_rename_durably_syncs_the_file_then_renames_then_syncs_the_folder(tmp_path, recorded_syncs):
+    (tmp_path / "a.partial").write_text("whole")
+    events = recorded_syncs
+    assert atomic.rename_durably(tmp_path / "a.partial", tmp_path / "a") == tmp_path / "a"
+    assert events == [("fsync", str(tmp_path / "a.partial")),
+                      ("replace", str(tmp_path / "a.partial"), str(tmp_path / "a")),
+                      ("fsync", str(tmp_path))]
+    assert _names(tmp_path) == ["a"] and (tmp_path / "a").read_text() == "whole"
+
+
 def test_remove_tree_leaves_only_a_hidden_name_if_killed(tmp_path, monkeypatch):
     victim = tmp_path / "ckpt-00000010"
     victim.mkdir()

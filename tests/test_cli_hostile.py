@@ -274,8 +274,8 @@ def test_training_refuses_a_damaged_image_in_one_line(tiny_shapes, tmp_path, cap
 @pytest.mark.parametrize("option, says", [
     ("stride", "stride must be an integer >= 1, got 0"), ("grid", "grid must be an integer >= 1, got 0"),
     ("pca_dim", "pca_dim must be an integer >= 1, got 0"),
-    ("filter_size", "'filters' has shape (75, 64), the options say (0, 64)"),
-    ("num_filters", "'filters' has shape (75, 64), the options say (75, 0)")])
+    ("filter_size", "'filters' has shape (75, 64), the options in extractor.json say (0, 64)"),
+    ("num_filters", "'filters' has shape (75, 64), the options in extractor.json say (75, 0)")])
 def test_extractor_option_of_zero_is_refused_not_divided_by(run, tiny_shapes, tmp_path, rehash, capsys,
                                                             option, says):
     """Found by the checkpoint property test: a stride of 0 raised ZeroDivisionError."""

@@ -517,7 +517,7 @@ def _replace(doc, path, value):
 
 
 DOCS = ["config.json", "model.json", "vocab.json", "info.json", "solver.json", "history.json",
-        "manifest.json", "extractor/extractor.json"]
+        "manifest.json", "extractor/extractor.json", "feature_stats.json"]
 
 
 def check_checkpoint(folder, name, pick, value, rehash):

@@ -65,6 +65,12 @@ def test_checkpoint_form_round_trips_and_bad_arrays_are_named():
         ood.from_checkpoint(doc, {"mean": arrays["mean"], "var": arrays["var"][:2]}, "ckpt/feature_stats")
     with pytest.raises(ValueError, match="feature statistics are incomplete"):
         ood.from_checkpoint(doc, {"mean": arrays["mean"]})
+    # JSON's true and a string of digits are not numbers, though float() would take them
+    for bad in [True, False, "0.5", None, [1.0]]:
+        with pytest.raises(ValueError, match=r"ckpt/feature_stats: feature statistics' threshold is "
+                                             r".*; expected a number"):
+            ood.from_checkpoint({**doc, "threshold": bad}, arrays, "ckpt/feature_stats")
+    assert ood.from_checkpoint({**doc, "threshold": 2}, arrays).threshold == 2.0  # an integer is a number
     # NaN makes every distance NaN and a NaN or infinite threshold flags nothing: both refused
     for bad_doc, bad_arrays in [({**doc, "threshold": math.nan}, arrays), ({**doc, "threshold": math.inf}, arrays),
                                 (doc, {**arrays, "mean": arrays["mean"] * np.nan})]:
@@ -161,6 +167,27 @@ def test_attention_statistics_of_another_size_are_refused(attention_run, tmp_pat
     with pytest.raises(CheckpointError, match=r"feature_stats.npz has 270-d statistics, the model "
                                               r"reads 271-d features"):
         restore(folder)
+
+
+def test_refused_statistics_are_a_checkpoint_error_and_one_line_of_the_cli(shapes_run, tmp_path, rehash,
+                                                                           capsys):
+    import shutil
+
+    from rnncap.run import CheckpointError, restore
+
+    folder = tmp_path / "ckpt"
+    shutil.copytree(restore(shapes_run[0]).checkpoint.folder, folder)
+    doc = json.loads((folder / "feature_stats.json").read_text())
+    (folder / "feature_stats.json").write_text(json.dumps({**doc, "threshold": True}))
+    rehash(folder)
+    with pytest.raises(CheckpointError, match=f"{folder}/feature_stats: feature statistics' threshold "
+                                              f"is True; expected a number"):
+        restore(folder)
+    capsys.readouterr()
+    assert main(["caption", str(folder), str(shapes_run[1]["test_image_files"][0])]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err == [f"rnncap caption: error: {folder}/feature_stats: feature statistics' threshold is "
+                   f"True; expected a number"]
 
 
 def caption_json(args, capsys):

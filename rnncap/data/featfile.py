@@ -31,6 +31,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rnncap import atomic
+
 FORMAT_VERSION = 1
 PENDING, DONE, SKIPPED = 0, 1, 2
 
@@ -83,7 +85,8 @@ def create(path, *, files, job, spec, arrays, pooled_dim=None, grid_shape=None,
     """Create a features file with every dataset at full size and no row done; atomic.
 
     Args:
-        path: where the file goes (written as ``path.tmp-<pid>`` and renamed).
+        path: where the file goes (written under a temporary name and renamed,
+            :func:`rnncap.atomic.write_with`).
         files: I image paths (relative to the dataset root).
         job: JSON-able description of what is computed (compared on resume).
         spec, arrays: the extractor's saved form (``extractor.json`` and ``arrays.npz``).
@@ -95,9 +98,11 @@ def create(path, *, files, job, spec, arrays, pooled_dim=None, grid_shape=None,
     h5py = _h5py()
     path = os.fspath(path)
     n = len(files)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with h5py.File(tmp, "w") as f:
+    # leftovers of a create that was killed (hidden, named by atomic.temp_name)
+    atomic.remove_stale(os.path.dirname(path) or ".", os.path.basename(path))
+
+    def write(fh):
+        with h5py.File(fh, "w") as f:
             if pooled_dim is not None:
                 f.create_dataset("features", (n, pooled_dim), dtype=dtype, dcpl=_early_dcpl())
             if grid_shape is not None:
@@ -116,11 +121,8 @@ def create(path, *, files, job, spec, arrays, pooled_dim=None, grid_shape=None,
             f.attrs["complete"] = False
             for k, v in describe(spec, arrays).items():
                 f.attrs[k] = v
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+
+    atomic.write_with(path, write)
     return path
 
 
@@ -231,7 +233,9 @@ class Writer:
         self.f.attrs["skipped"] = json.dumps([str(x) for x in files[self.status == SKIPPED]])
         self.f.attrs["complete"] = True
         self.close()
-        os.replace(self.path, os.fspath(out))
+        # Not atomic.write_with: the .partial file is filled over many runs under a name a rerun
+        # finds, so only this last step is a rename, made durable as atomic.py's are.
+        atomic.rename_durably(self.path, out)
 
     def close(self):
         if self.f:

@@ -39,6 +39,7 @@ ground truth, or any data format; it sees pixels and file paths.
 """
 
 import json
+import math
 import os
 import zipfile
 from tokenize import TokenError  # what numpy raises for a garbled .npy header
@@ -267,6 +268,7 @@ class RandomConvExtractor:
     """
 
     name = "randconv"
+    OPTIONS = ("image_size", "num_filters", "filter_size", "stride", "grid", "pca_dim", "seed")
 
     def __init__(self, *, image_size=64, num_filters=64, filter_size=5, stride=2, grid=3,
                  pca_dim=512, seed=0):
@@ -358,16 +360,6 @@ class RandomConvExtractor:
         """uint8 images (N, H, W, 3) of any size -> float32 grid features (N, L, D_grid)."""
         return self.grid_from_raw(self.raw_features(images))
 
-    def extract_grid(self, images):
-        """uint8 (N, H, W, 3) -> float32 (N, g, g, 4K): the pooled responses of each grid cell.
-
-        The raw features before PCA, kept per cell (mean and max of ReLU(z) and ReLU(-z) for
-        each filter), for models that look at places in the image rather than at one vector.
-        """
-        g = self.options["grid"]
-        raw = self.raw_features(images)  # (N, g*g*K*4), cell-major
-        return raw.reshape(raw.shape[0], g, g, -1)
-
     def fit(self, raw):
         """Fit the PCA on raw training features (N, raw_dim); returns self."""
         raw = np.asarray(raw, dtype=np.float32)
@@ -421,22 +413,37 @@ class RandomConvExtractor:
             raise ValueError(f"{source}/{ARRAYS_FILE}: missing array(s) {', '.join(missing)} "
                              f"(it holds: {', '.join(sorted(arrays)) or 'nothing'}); a saved "
                              f"{cls.name} extractor has filters, mean and components")
+        where = f"{source}/{SPEC_FILE}"
+        if "options" not in spec:
+            raise ValueError(f"{where}: saved extractor has no 'options' (it holds: "
+                             f"{_keys(sorted(spec)) or 'nothing'}); expected the "
+                             f"extractor's settings, a JSON object of integers")
+        options = spec["options"]
+        # integer options, and the saved filters' shape, before the seeded filters are made
+        if not isinstance(options, dict) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in options.values()):
+            raise ValueError(f"{where}: 'options' must be a JSON object of non-negative integers, "
+                             f"got {options!r:.80}")
+        unknown = sorted(set(options) - set(cls.OPTIONS))
+        if unknown:
+            raise ValueError(f"{where}: 'options' has unknown key(s) {_keys(unknown)}; "
+                             f"expected some of {', '.join(cls.OPTIONS)}")
+        scale = spec.get("scale", 1.0)  # absent in a spec written by hand: no rescaling
+        try:  # an integer beyond float's range overflows math.isfinite
+            finite = not isinstance(scale, bool) and isinstance(scale, (int, float)) and math.isfinite(scale)
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise ValueError(f"{where}: 'scale' must be a finite number, got {scale!r:.40}")
+        k, K = options.get("filter_size", 5), options.get("num_filters", 64)
+        if arrays["filters"].shape != (k * k * 3, K):
+            raise ValueError(f"{source}/{ARRAYS_FILE}: 'filters' has shape {arrays['filters'].shape}, "
+                             f"the options in {SPEC_FILE} say {(k * k * 3, K)}")
         try:
-            options = spec["options"]
-            # integer options, and the saved filters' shape, before the seeded filters are made
-            if not isinstance(options, dict) or not all(
-                    isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in options.values()):
-                raise TypeError(f"options must be non-negative integers, got {options!r:.80}")
-            k, K = options.get("filter_size", 5), options.get("num_filters", 64)
-            if arrays["filters"].shape != (k * k * 3, K):
-                raise ValueError(f"'filters' has shape {arrays['filters'].shape}, the options say "
-                                 f"{(k * k * 3, K)}")
             ex = cls(**options)
-            ex.scale = float(spec.get("scale", 1.0))
-            if not np.isfinite(ex.scale):
-                raise ValueError(f"scale must be finite, got {ex.scale}")
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{source}: saved extractor is incomplete or malformed ({e})") from None
+        except ValueError as e:  # sizes that do not fit together: the message says which
+            raise ValueError(f"{where}: 'options' are inconsistent ({e})") from None
+        ex.scale = float(scale)
         expect = {"filters": ex.filters.shape, "mean": (ex.raw_dim,),
                   "components": (ex.raw_dim, ex.dim)}
         for key, shape in expect.items():
@@ -460,6 +467,12 @@ class RandomConvExtractor:
             ex.grid_mean = arrays["grid_mean"].astype(np.float32)
             ex.grid_scale = arrays["grid_scale"].astype(np.float32)
         return ex
+
+
+def _keys(keys, most=8):
+    """Keys of a JSON object for a one-line message: repr'd (newlines escaped), long ones cut."""
+    shown = [repr(k) if len(k) <= 40 else repr(k[:40]) + "..." for k in keys[:most]]
+    return ", ".join(shown) + (f" and {len(keys) - most} more" if len(keys) > most else "")
 
 
 def _top_eigenvectors(cov, k, rng, oversample=64, iterations=4, exact_below=1024):

@@ -11,15 +11,21 @@ This package does NOT train, evaluate or write anything outside a temporary fold
 
 from __future__ import annotations
 
-__all__ = ["serve"]
+__all__ = ["serve", "MAX_PIXELS"]
+
+# The largest picture (width x height) the server decodes by default: stricter than the 64
+# megapixels rnncap's image loader takes from files (rnncap.vision.image.MAX_PIXELS), since a
+# server decodes several uploads at once (3 bytes a pixel: 120 MB each); never above the loader's.
+MAX_PIXELS = 40_000_000
 
 
 def serve(checkpoint, host: str = "127.0.0.1", port: int = 8000, *, max_upload_mb: float = 10.0,
-          max_pixels: int = 40_000_000, max_batch: int = 32, announce=print) -> None:
+          max_pixels: int = MAX_PIXELS, max_batch: int = 32, announce=print) -> None:
     """Load `checkpoint` and serve it until interrupted.
 
     Raises:
         ImportError naming the extra to install when FastAPI or uvicorn is missing.
+        ValueError when `max_pixels` is above the image loader's limit (see :class:`Limits`).
     """
     try:
         import uvicorn

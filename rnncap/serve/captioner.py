@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from rnncap.serve import MAX_PIXELS
+
 __all__ = ["Captioner", "Batcher", "ImageError", "Limits"]
 
 
@@ -38,11 +40,23 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may send."""
+    """What one request may send.
+
+    ``max_pixels`` may be lower than the image loader's limit (rnncap.vision.image.MAX_PIXELS),
+    never higher: a picture between the two would pass the header check and then be refused by
+    the loader with another limit in its message.
+    """
 
     max_upload_bytes: int = 10 * 1024 * 1024   # bigger bodies get 413
-    max_pixels: int = 40_000_000                # width * height; bigger pictures get 400
+    max_pixels: int = MAX_PIXELS                # width * height; bigger pictures get 400
     max_beam_size: int = 10
+
+    def __post_init__(self):
+        from rnncap.vision.image import MAX_PIXELS as LOADER_MAX_PIXELS
+
+        if not 1 <= self.max_pixels <= LOADER_MAX_PIXELS:
+            raise ValueError(f"max_pixels must be between 1 and {LOADER_MAX_PIXELS:,} (the most "
+                             f"rnncap's image loader decodes), got {self.max_pixels:,}")
 
 
 def _image_size(data: bytes, name: str, max_pixels: int) -> tuple[int, int]:

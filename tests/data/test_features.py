@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -179,9 +180,32 @@ def _damage(folder, kind):
         spec.write_text("[1, 2]")
     elif kind == "missing json":
         spec.unlink()
+    elif kind.startswith("spec:"):  # an edited extractor.json: one key removed or replaced
+        doc = json.loads(spec.read_text())
+        key, value = SPEC_EDITS[kind]
+        if value is _REMOVE:
+            del doc[key]
+        elif key == "options" and isinstance(value, dict):
+            doc["options"] = {**doc["options"], **value}
+        else:
+            doc[key] = value
+        spec.write_text(json.dumps(doc))
     else:
         raise AssertionError(kind)
 
+
+_REMOVE = object()
+SPEC_EDITS = {  # kind -> (the key of extractor.json edited, its new value or _REMOVE)
+    "spec: no options": ("options", _REMOVE),
+    "spec: options a list": ("options", [5, 3]),
+    "spec: boolean option": ("options", {"stride": True}),
+    "spec: unknown option": ("options", {"strides": 2}),
+    "spec: inconsistent options": ("options", {"image_size": 4}),
+    "spec: filters of other options": ("options", {"num_filters": 10**12}),
+    "spec: boolean scale": ("scale", True),
+    "spec: string scale": ("scale", "2.0"),
+    "spec: huge scale": ("scale", 10**400),
+}
 
 DAMAGE = {  # kind -> (the file the message names, what it says)
     "truncated npz": ("arrays.npz", "not a readable .npz archive"),
@@ -199,6 +223,20 @@ DAMAGE = {  # kind -> (the file the message names, what it says)
     "json nested too deeply": ("extractor.json", "not valid JSON (RecursionError"),
     "json list": ("extractor.json", "expected a JSON object"),
     "missing json": ("extractor.json", "feature extractor file not found"),
+    "spec: no options": ("extractor.json", "saved extractor has no 'options' (it holds: 'dim', 'name', "
+                                           "'raw_dim', 'scale')"),
+    "spec: options a list": ("extractor.json", "'options' must be a JSON object of non-negative integers, "
+                                               "got [5, 3]"),
+    "spec: boolean option": ("extractor.json", "'options' must be a JSON object of non-negative integers"),
+    "spec: unknown option": ("extractor.json", "'options' has unknown key(s) 'strides'; expected some of "
+                                               "image_size, num_filters"),
+    "spec: inconsistent options": ("extractor.json", "'options' are inconsistent (image_size 4 too small "
+                                                     "for filter_size 5)"),
+    "spec: filters of other options": ("arrays.npz", "'filters' has shape (75, 8), the options in "
+                                                     "extractor.json say (75, 1000000000000)"),
+    "spec: boolean scale": ("extractor.json", "'scale' must be a finite number, got True"),
+    "spec: string scale": ("extractor.json", "'scale' must be a finite number, got '2.0'"),
+    "spec: huge scale": ("extractor.json", "'scale' must be a finite number, got 1000000000"),
 }
 
 
@@ -210,7 +248,7 @@ def test_a_damaged_saved_extractor_is_named_in_one_line(tmp_path, kind):
     _damage(tmp_path / "ex", kind)
     name, says = DAMAGE[kind]
     # read_saved checks the files' form; only the extractor's from_saved knows which arrays it needs
-    meaning = kind in ("missing array", "NaN array")
+    meaning = kind in ("missing array", "NaN array") or kind.startswith("spec:")
     for load in (load_extractor,) if meaning else (load_extractor, read_saved):
         with pytest.raises((ValueError, FileNotFoundError)) as info:
             load(tmp_path / "ex")

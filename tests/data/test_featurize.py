@@ -290,6 +290,28 @@ def test_a_chunk_of_the_wrong_width_is_refused_naming_the_file(tmp_path):
         w.close()
 
 
+def test_a_finished_features_file_is_renamed_durably(tmp_path, recorded_syncs):
+    """The .partial file's bytes reach the disk before it takes the final name, and the folder's
+    entry after: a power loss leaves the .partial file or the whole final one, as atomic.py's
+    writes do. Creating the .partial file is one atomic.write_with, whose leftovers are hidden and
+    removed by the next create."""
+    stale = tmp_path / ".f.h5.partial.tmp-99999999-abcdef"  # a killed create's (no such pid)
+    stale.write_bytes(b"half")
+    events = recorded_syncs
+    partial = featfile.create(tmp_path / "f.h5.partial", files=["a", "b"], job={}, spec={"name": "x"},
+                              arrays={}, pooled_dim=3)
+    assert not stale.exists() and sorted(os.listdir(tmp_path)) == ["f.h5.partial"]
+    assert events[-1] == ("fsync", str(tmp_path)) and events[-2][0] == "replace"
+    assert events[-2][2] == partial and events[-3] == ("fsync", events[-2][1])  # the temporary
+    del events[:]
+    w = featfile.Writer(partial)
+    w.write([0, 1], pooled=np.ones((2, 3), np.float32))
+    w.finish(tmp_path / "f.h5")
+    assert events == [("fsync", partial), ("replace", partial, str(tmp_path / "f.h5")),
+                      ("fsync", str(tmp_path))]
+    assert featfile.read_attrs(tmp_path / "f.h5")["complete"] and os.listdir(tmp_path) == ["f.h5"]
+
+
 def test_a_partial_file_that_is_not_hdf5_is_named(tiny_shapes, tmp_path):
     (tmp_path / "f.h5.partial").write_text("not HDF5")
     with pytest.raises(ValueError, match=r"f.h5.partial exists and is not a readable HDF5 file "
