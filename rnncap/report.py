@@ -239,6 +239,24 @@ def _table(rows: list[tuple[str, object]]) -> str:
                                for k, v in rows) + "</table>"
 
 
+def _data_text(data_cfg: dict) -> str:
+    """The data line of the summary: the folder, the format, and how the shapes generator
+    was asked to make the training pictures (when the config says)."""
+    text = f"{data_cfg.get('path')} ({data_cfg.get('format') or 'format detected from the folder'})"
+    extras = []
+    if data_cfg.get("shapes_train_images") is not None:
+        extras.append(f"{data_cfg['shapes_train_images']:,} training pictures")
+    if data_cfg.get("shapes_train_two_objects") is not None:
+        extras.append(f"{data_cfg['shapes_train_two_objects']:.0%} of the training pictures with "
+                      f"two objects (validation and test: the even draw)")
+    if data_cfg.get("shapes_train_same_colour") is not None:
+        extras.append(f"objects given one colour in {data_cfg['shapes_train_same_colour']:.0%} of "
+                      f"the training pictures")
+    if data_cfg.get("shapes_feature_stride") is not None:
+        extras.append(f"feature stride {data_cfg['shapes_feature_stride']}")
+    return text + ("; " + ", ".join(extras) if extras else "")
+
+
 def _training_rows(train: dict) -> list[tuple[str, object]]:
     rows = []
     for key, value in train.items():
@@ -340,7 +358,7 @@ def write_report(run_dir: str | Path, *, log: Callable[[str], None] | None = Non
                   f"{model.get('dtype')}, {n_params:,} parameters"
                   + (f", {model['init']} initialisation" if model.get("init") else "")),
         ("vocabulary", f"{len(vocab.get('idx_to_word', []))} tokens ({vocab.get('level', 'word')} level)"),
-        ("data", f"{data_cfg.get('path')} ({data_cfg.get('format') or 'format detected from the folder'})"),
+        ("data", _data_text(data_cfg)),
         ("trained for", f"{info.get('iteration')} iterations ({info.get('epoch')} epochs)"),
         ("checkpoint", str(ckpt.folder)),
         *[(f"time for {TIMING_LABELS.get(k, k)}", f"{v} s") for k, v in timings.items()],

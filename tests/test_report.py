@@ -119,3 +119,16 @@ def test_attention_report_shows_each_words_map_for_the_first_test_images(tiny_sh
     alts = re.findall(r'<img src="data:image/png;base64,[A-Za-z0-9+/=]+" alt="([^"]*)"', section)
     greedy = json.loads((run / "eval-test-greedy.json").read_text())["images"]
     assert alts == [rec["caption"] for rec in greedy[:ATTENTION_IMAGES]]
+
+
+def test_the_summary_says_how_the_training_pictures_were_made():
+    from rnncap.report import _data_text
+
+    plain = {"path": ".cache/rnncap/shapes", "format": "shapes"}
+    assert _data_text(plain) == ".cache/rnncap/shapes (shapes)"
+    demo = {**plain, "shapes_train_images": 20000, "shapes_train_two_objects": 0.9,
+            "shapes_train_same_colour": 0.25, "shapes_feature_stride": 1}
+    assert _data_text(demo) == (".cache/rnncap/shapes (shapes); 20,000 training pictures, 90% of "
+                                "the training pictures with two objects (validation and test: the "
+                                "even draw), objects given one colour in 25% of the training "
+                                "pictures, feature stride 1")
