@@ -145,10 +145,15 @@ class EfficientNetExtractor:
             weights, preprocessing = spec["weights"], spec["preprocessing"]
             if not isinstance(weights, dict) or not isinstance(preprocessing, dict):
                 raise TypeError("weights and preprocessing must be JSON objects")
+            if "sha256" not in weights:
+                raise KeyError("weights.sha256")
             return cls(output=spec["output"], preprocessing=preprocessing,
                        weights_sha256=weights["sha256"])
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"{source}: saved backbone is incomplete or malformed ({e})") from None
+        except KeyError as e:
+            raise ValueError(f"{source}/{SPEC_FILE}: saved backbone has no {e} (it holds: "
+                             f"{', '.join(map(repr, sorted(spec)))})") from None
+        except TypeError as e:
+            raise ValueError(f"{source}/{SPEC_FILE}: saved backbone is malformed ({e})") from None
         except ValueError as e:  # a value the backbone refuses: the message says which
             raise ValueError(f"{source}/{SPEC_FILE}: {e}") from None
 

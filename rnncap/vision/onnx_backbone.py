@@ -219,7 +219,10 @@ class OnnxExtractor:
                 raise TypeError("preprocessing must be a JSON object")
             return cls(path=spec["path"], output=spec["output"], layout=spec["layout"],
                        preprocessing=spec["preprocessing"], sha256=spec["sha256"])
-        except (KeyError, TypeError) as e:
-            raise ValueError(f"{source}: saved ONNX backbone is incomplete or malformed ({e})") from None
+        except KeyError as e:
+            raise ValueError(f"{source}/{SPEC_FILE}: saved ONNX backbone has no {e} (it holds: "
+                             f"{', '.join(map(repr, sorted(spec)))})") from None
+        except TypeError as e:
+            raise ValueError(f"{source}/{SPEC_FILE}: saved ONNX backbone is malformed ({e})") from None
         except ValueError as e:  # a value the backbone refuses: the message says which
             raise ValueError(f"{source}/{SPEC_FILE}: {e}") from None

@@ -55,11 +55,14 @@ def test_saved_specs_with_other_weights_or_garbage_are_refused(tmp_path):
     spec = EfficientNetExtractor().spec()
     with pytest.raises(ValueError, match="other EfficientNet-Lite0 weights"):
         EfficientNetExtractor.from_saved({**spec, "weights": {"sha256": "0" * 64}}, {})
-    with pytest.raises(ValueError, match="ex: saved backbone is incomplete"):
+    with pytest.raises(ValueError, match=r"ex/extractor.json: saved backbone has no 'weights' "
+                                         r"\(it holds: 'name'\)"):
         EfficientNetExtractor.from_saved({"name": "efficientnet-lite0"}, {}, source="ex")
+    with pytest.raises(ValueError, match="saved backbone has no 'weights.sha256'"):
+        EfficientNetExtractor.from_saved({**spec, "weights": {}}, {}, source="ex")
     with pytest.raises(ValueError, match="ex/extractor.json: preprocessing: malformed preprocessing"):
         EfficientNetExtractor.from_saved({**spec, "preprocessing": {"size": -3}}, {}, source="ex")
-    with pytest.raises(ValueError, match="ex: saved backbone is incomplete or malformed"):
+    with pytest.raises(ValueError, match="ex/extractor.json: saved backbone is malformed"):
         EfficientNetExtractor.from_saved({**spec, "preprocessing": "bicubic"}, {}, source="ex")
     with pytest.raises(ValueError, match="ex/extractor.json: backbone output must be one of"):
         EfficientNetExtractor.from_saved({**spec, "output": "fc7"}, {}, source="ex")

@@ -79,10 +79,15 @@ def test_saved_spec_reloads_and_refuses_a_changed_model(tmp_path):
     np.testing.assert_array_equal(extract_files(again, [tmp_path / "a.png"]),
                                   extract_files(ex, [tmp_path / "a.png"]))
     for edit, says in [({"output": "fc7"}, "extractor.json: backbone output must be one of"),
-                       ({"preprocessing": "x"}, "saved ONNX backbone is incomplete or malformed")]:
+                       ({"preprocessing": "x"}, "extractor.json: saved ONNX backbone is malformed")]:
         (tmp_path / "ex" / "extractor.json").write_text(json.dumps({**spec, **edit}))
         with pytest.raises(ValueError, match=f"{tmp_path / 'ex'}.*{says}"):
             load_extractor(tmp_path / "ex")
+    (tmp_path / "ex" / "extractor.json").write_text(
+        json.dumps({k: v for k, v in spec.items() if k != "layout"}))
+    with pytest.raises(ValueError, match="extractor.json: saved ONNX backbone has no 'layout' "
+                                         r"\(it holds: .*'sha256'"):
+        load_extractor(tmp_path / "ex")
     (tmp_path / "ex" / "extractor.json").write_text(json.dumps(spec))
     tiny_model(tmp_path / "m.onnx", seed=1)  # the file changes under the checkpoint
     with pytest.raises(ValueError, match=r"m\.onnx has changed"):
