@@ -153,6 +153,15 @@ def save_spec(folder, spec, arrays):
     _save_folder(folder, spec, arrays)
 
 
+def spec_error(source, what, err, spec):
+    """The one-line ValueError for a saved extractor's spec that lacks a key (KeyError) or
+    holds a value of the wrong type (TypeError); `what` names the extractor's kind."""
+    where = f"{source}/{SPEC_FILE}: {what}"
+    if isinstance(err, KeyError):
+        return ValueError(f"{where} has no {err} (it holds: {', '.join(map(repr, sorted(spec)))})")
+    return ValueError(f"{where} is malformed ({err})")
+
+
 def _save_folder(folder, spec, arrays):
     """Write spec + arrays into ``folder`` atomically (temp folder, then rename)."""
     from rnncap import atomic

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncap.data.features import SPEC_FILE, _save_folder, make_extractor, register_extractor
+from rnncap.data.features import (SPEC_FILE, _save_folder, make_extractor, register_extractor,
+                                  spec_error)
 from rnncap.vision.efficientnet import WEIGHTS_PACKAGE, WEIGHTS_SHA256, EfficientNetLite0
 from rnncap.vision.image import open_rgb
 from rnncap.vision.preprocess import Preprocessing, crop_resize, prepare
@@ -149,11 +150,8 @@ class EfficientNetExtractor:
                 raise KeyError("weights.sha256")
             return cls(output=spec["output"], preprocessing=preprocessing,
                        weights_sha256=weights["sha256"])
-        except KeyError as e:
-            raise ValueError(f"{source}/{SPEC_FILE}: saved backbone has no {e} (it holds: "
-                             f"{', '.join(map(repr, sorted(spec)))})") from None
-        except TypeError as e:
-            raise ValueError(f"{source}/{SPEC_FILE}: saved backbone is malformed ({e})") from None
+        except (KeyError, TypeError) as e:
+            raise spec_error(source, "saved backbone", e, spec) from None
         except ValueError as e:  # a value the backbone refuses: the message says which
             raise ValueError(f"{source}/{SPEC_FILE}: {e}") from None
 

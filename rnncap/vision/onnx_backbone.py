@@ -32,7 +32,7 @@ import os
 
 import numpy as np
 
-from rnncap.data.features import SPEC_FILE, _save_folder, register_extractor
+from rnncap.data.features import SPEC_FILE, _save_folder, register_extractor, spec_error
 from rnncap.vision.image import open_rgb
 from rnncap.vision.preprocess import Preprocessing, crop_resize, prepare
 from rnncap.atomic import sha256_file
@@ -219,10 +219,7 @@ class OnnxExtractor:
                 raise TypeError("preprocessing must be a JSON object")
             return cls(path=spec["path"], output=spec["output"], layout=spec["layout"],
                        preprocessing=spec["preprocessing"], sha256=spec["sha256"])
-        except KeyError as e:
-            raise ValueError(f"{source}/{SPEC_FILE}: saved ONNX backbone has no {e} (it holds: "
-                             f"{', '.join(map(repr, sorted(spec)))})") from None
-        except TypeError as e:
-            raise ValueError(f"{source}/{SPEC_FILE}: saved ONNX backbone is malformed ({e})") from None
+        except (KeyError, TypeError) as e:
+            raise spec_error(source, "saved ONNX backbone", e, spec) from None
         except ValueError as e:  # a value the backbone refuses: the message says which
             raise ValueError(f"{source}/{SPEC_FILE}: {e}") from None
