@@ -59,6 +59,21 @@ def register_extractor(cls):
     return cls
 
 
+class PretrainedExtractor:
+    """Base of extractors with nothing to fit (a pretrained network): the built-in
+    extractor's ``raw_features``/``fit``/``transform`` protocol done as no-ops around
+    ``extract``, so code written for fitted extractors (``fit_extract_files``) takes them too."""
+
+    def raw_features(self, images):
+        return self.extract(images)
+
+    def fit(self, raw):
+        return self
+
+    def transform(self, raw):
+        return np.asarray(raw, dtype=np.float32)
+
+
 def _registered(name):
     if name not in _REGISTRY and name in _ELSEWHERE:
         import importlib

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncap.data.features import (SPEC_FILE, _save_folder, make_extractor, register_extractor,
-                                  spec_error)
+from rnncap.data.features import (SPEC_FILE, PretrainedExtractor, _save_folder, make_extractor,
+                                  register_extractor, spec_error)
 from rnncap.vision.efficientnet import WEIGHTS_PACKAGE, WEIGHTS_SHA256, EfficientNetLite0
 from rnncap.vision.image import open_rgb
 from rnncap.vision.preprocess import Preprocessing, crop_resize, prepare
@@ -41,7 +41,7 @@ OUTPUT_KINDS = ("pooled", "grid")
 
 
 @register_extractor
-class EfficientNetExtractor:
+class EfficientNetExtractor(PretrainedExtractor):
     """EfficientNet-Lite0 ImageNet features (see the module docstring).
 
     Args:
@@ -116,16 +116,6 @@ class EfficientNetExtractor:
         float32 (N, L, 1280), the G x G cells in reading order (``extract_files(grid=True)``)."""
         g = self.features_prepared(pixels, ("grid",))["grid"]  # (N, G, G, 1280)
         return g.reshape(len(g), -1, g.shape[-1])
-
-    # The built-in extractor's fit/transform protocol, which has nothing to do here, so
-    # that code written for fitted extractors (``fit_extract_files``) takes this one too.
-    raw_features = extract
-
-    def fit(self, raw):
-        return self
-
-    def transform(self, raw):
-        return np.asarray(raw, dtype=np.float32)
 
     # ------------------------------------------------------------------ storage
 

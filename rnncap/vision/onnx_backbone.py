@@ -32,7 +32,8 @@ import os
 
 import numpy as np
 
-from rnncap.data.features import SPEC_FILE, _save_folder, register_extractor, spec_error
+from rnncap.data.features import (SPEC_FILE, PretrainedExtractor, _save_folder, register_extractor,
+                                  spec_error)
 from rnncap.vision.image import open_rgb
 from rnncap.vision.preprocess import Preprocessing, crop_resize, prepare
 from rnncap.atomic import sha256_file
@@ -53,7 +54,7 @@ def _ort():
 
 
 @register_extractor
-class OnnxExtractor:
+class OnnxExtractor(PretrainedExtractor):
     """An ONNX image model as an extractor (see the module docstring).
 
     Args:
@@ -194,14 +195,6 @@ class OnnxExtractor:
     def extract(self, images) -> np.ndarray:
         """uint8 images (N, H, W, 3) of any size -> float32 (N, *feature_shape)."""
         return self.extract_prepared(prepare(images, self.preprocessing))
-
-    raw_features = extract
-
-    def fit(self, raw):
-        return self
-
-    def transform(self, raw):
-        return np.asarray(raw, dtype=np.float32)
 
     def spec(self) -> dict:
         return {"name": self.name, "path": self.path, "sha256": self.sha256, "output": self.output,
