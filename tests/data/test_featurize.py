@@ -27,6 +27,16 @@ def shapes_copy(tiny_shapes, tmp_path):
     return shutil.copytree(tiny_shapes, tmp_path / "shapes")
 
 
+@pytest.fixture
+def one_blas_thread():
+    """The killed child computes with one BLAS thread; the resumed and clean runs of this
+    process must too, or their rows round differently (BLAS thread counts change the sums)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
 def direct_features(h5_path, files, root):
     """The stored extractor applied to the image files directly (a second path to the same rows)."""
     from rnncap.data.features import _REGISTRY, extract_files
@@ -116,7 +126,7 @@ KILL = textwrap.dedent("""
 """)
 
 
-def test_a_killed_run_continues_where_it_stopped(shapes_copy, tmp_path):
+def test_a_killed_run_continues_where_it_stopped(shapes_copy, tmp_path, one_blas_thread):
     proc = subprocess.run([sys.executable, "-c", KILL, str(shapes_copy)], capture_output=True,
                           text=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
     assert proc.returncode == 9, proc.stderr
@@ -135,7 +145,7 @@ REPORT = KILL.replace("on_chunk=die", "on_chunk=lambda done: print(done, flush=T
     "chunk_size=16", "chunk_size=4")
 
 
-def test_sigkill_at_any_moment_loses_no_written_row(shapes_copy, tmp_path):
+def test_sigkill_at_any_moment_loses_no_written_row(shapes_copy, tmp_path, one_blas_thread):
     """SIGKILL lands wherever the child is (decoding, computing or writing a chunk)."""
     import signal
 
