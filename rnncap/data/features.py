@@ -31,8 +31,9 @@ pickle), so a trained model can caption a new image file later.
 
 Extractors are pluggable: a class with ``name``, ``dim``, ``extract(images)``,
 ``save(folder)`` and a ``from_saved(spec, arrays)`` classmethod, registered
-with ``@register_extractor``, can be made by name and loaded from a folder —
-the place for a pretrained CNN backbone later.
+with ``@register_extractor``, can be made by name and loaded from a folder.
+The pretrained backbones (``rnncap.vision``) are such classes; they subclass
+``PretrainedExtractor``, which gives them the fit/transform protocol as no-ops.
 
 This module does NOT know captions, vocabularies, the shapes generator's
 ground truth, or any data format; it sees pixels and file paths.
